@@ -1,0 +1,107 @@
+"""The catalogues plugins fill: models, family builders, weight sources, remaps and architectures.
+
+Each is built on first use by calling its hook on every plugin, so `zoo list` never collects builders
+and never imports a model library.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+
+from zoo.plugins import get_plugins
+from zoo.records import Architecture, ModelEntry, Remap
+from zoo.registry import Catalogue, ModelRegistry
+from zoo.registry_file import read_registry_file
+
+_cache: dict[str, object] = {}
+
+
+def reset() -> None:
+    _cache.clear()
+
+
+def _register_model(registry: ModelRegistry, plugin: str, entry: ModelEntry, overrides: str | None = None) -> None:
+    if entry.plugin != plugin:
+        entry = replace(entry, plugin=plugin)
+    registry.add(entry, overrides)
+
+
+def models() -> ModelRegistry:
+    """Every model entry: from plugins, then from the files named in ZOO_REGISTRY (os.pathsep-separated)."""
+    if "models" not in _cache:
+        registry = ModelRegistry()
+        get_plugins().collect("register_models", lambda plugin: partial(_register_model, registry, plugin))
+        for path in filter(None, os.environ.get("ZOO_REGISTRY", "").split(os.pathsep)):
+            origin = f"ZOO_REGISTRY:{Path(path).name}"
+            for entry in read_registry_file(path, plugin=origin):
+                registry.add(entry)
+        _cache["models"] = registry
+    return _cache["models"]  # type: ignore[return-value]
+
+
+def _named(kind: str, hook: str, key: Callable[[object], str] | None) -> Catalogue:
+    if kind not in _cache:
+        catalogue: Catalogue = Catalogue(kind)
+
+        def register_for(plugin: str):
+            def register(*args, overrides: str | None = None):
+                if key is None:  # register(name, item)
+                    name, item = args
+                else:  # register(record)
+                    (item,) = args
+                    name = key(item)
+                    if getattr(item, "plugin", None) == "":
+                        item = replace(item, plugin=plugin)
+                catalogue.add(name, item, plugin, overrides)
+
+            return register
+
+        get_plugins().collect(hook, register_for)
+        _cache[kind] = catalogue
+    return _cache[kind]  # type: ignore[return-value]
+
+
+def builders() -> Catalogue[Callable]:
+    """Family name -> `build(entry, **kwargs)`."""
+    return _named("builder", "register_builders", None)
+
+
+def weight_sources() -> Catalogue:
+    """URL scheme -> weight source with `open(url, offset=0)`."""
+    return _named("weight source", "register_weight_sources", None)
+
+
+def remaps() -> Catalogue[Remap]:
+    return _named("remap", "register_remaps", lambda r: r.name)
+
+
+def architectures() -> Catalogue[Architecture]:
+    return _named("architecture", "register_architectures", lambda a: a.name)
+
+
+def contributions() -> dict[str, dict[str, int]]:
+    """Per plugin, how many records of each kind it contributed (loads every catalogue)."""
+    counts: dict[str, dict[str, int]] = {}
+    for kind, catalogue in (
+        ("models", models().entries),
+        ("builders", builders()),
+        ("weight sources", weight_sources()),
+        ("remaps", remaps()),
+        ("architectures", architectures()),
+    ):
+        for name in catalogue.names():
+            owner = catalogue.owner(name)
+            counts.setdefault(owner, {}).setdefault(kind, 0)
+            counts[owner][kind] += 1
+    return counts
+
+
+def overrides() -> list:
+    """Every override that happened, across all catalogues."""
+    return [
+        o for c in (models().entries, builders(), weight_sources(), remaps(), architectures()) for o in c.overrides
+    ]

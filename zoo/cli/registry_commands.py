@@ -1,0 +1,138 @@
+"""`zoo list`, `zoo info` and `zoo plugins`: read the registry, never import torch."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+
+from zoo import api, catalogues
+from zoo.cache import cached_path, is_cached
+from zoo.cli.app import app
+from zoo.cli.output import console, print_json, table
+from zoo.plugins import get_plugins
+from zoo.records import ModelEntry, WeightSet
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+@app.command("list")
+def list_command(
+    patterns: Annotated[list[str] | None, typer.Argument(help="fnmatch patterns, e.g. 'resnet*' or 'timm:vit_*'.")] = None,
+    exclude: Annotated[list[str] | None, typer.Option("--exclude", "-x", help="Leave out names matching this.")] = None,
+    family: Annotated[str | None, typer.Option(help="Only this family (torchvision, timm, ...).")] = None,
+    pretrained: Annotated[bool, typer.Option("--pretrained", help="Only models with weights.")] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """List registered models."""
+    entries = catalogues.models().select(patterns or [], exclude or [], family, pretrained)
+    if json_output:
+        print_json([_entry_summary(e) for e in entries])
+        return
+    rows = [
+        (e.qualified_name, e.default_weights.tag if e.weights else "-", len(e.weights), _top1(e), e.plugin)
+        for e in entries
+    ]
+    console.print(table(None, ("model", "default weights", "weight sets", "top-1", "plugin"), rows))
+    console.print(f"{len(entries)} models", style="dim")
+
+
+@app.command("info")
+def info_command(
+    name: Annotated[str, typer.Argument(help="Model name, alias, family:name or name.tag.")],
+    json_output: JsonOption = False,
+) -> None:
+    """Show a model's record: builder, every weight set, URLs, hashes, and whether each is cached."""
+    selection = api.resolve(name)
+    entry = selection.entry
+    if json_output:
+        data = _entry_summary(entry)
+        data["weights"] = [_weights_detail(w) for w in entry.weights]
+        print_json(data)
+        return
+    console.print(f"[bold]{entry.qualified_name}[/]  builder {entry.builder}  plugin {entry.plugin}")
+    if entry.aliases:
+        console.print(f"aliases: {', '.join(entry.aliases)}")
+    if entry.remap:
+        console.print(f"key remap: {entry.remap}")
+    rows = [
+        (
+            w.tag + (" (default)" if i == 0 else ""),
+            w.file_name,
+            w.expected_hash or "-",
+            _size(w),
+            w.num_classes,
+            "x".join(map(str, w.input_size)) if w.input_size else "",
+            w.top1,
+            w.gmacs,
+            "yes" if is_cached(w) else "no",
+        )
+        for i, w in enumerate(entry.weights)
+    ]
+    columns = ("weights", "file", "sha256", "size", "classes", "input", "top-1", "GMACs", "cached")
+    console.print(table(None, columns, rows))
+    for w in entry.weights:
+        console.print(f"  {w.tag}: {w.url}", soft_wrap=True)
+
+
+@app.command("plugins")
+def plugins_command(json_output: JsonOption = False) -> None:
+    """Show each plugin: origin, version, hooks, what it contributed and overrides, or why it is broken."""
+    plugins = get_plugins()
+    counts = catalogues.contributions()
+    overrides = catalogues.overrides()
+    infos = list(plugins.infos.values())
+    if json_output:
+        print_json({
+            "plugins": [asdict(i) | {"contributed": counts.get(i.name, {})} for i in infos],
+            "overrides": [asdict(o) for o in overrides],
+        })
+        return
+    rows = [
+        (
+            i.name,
+            i.origin,
+            i.version or "",
+            ", ".join(i.hooks),
+            ", ".join(f"{n} {k}" for k, n in counts.get(i.name, {}).items()),
+            f"BROKEN: {i.error}" if i.broken else "ok",
+        )
+        for i in infos
+    ]
+    console.print(table(None, ("plugin", "origin", "version", "hooks", "contributed", "status"), rows))
+    for o in overrides:
+        console.print(f"{o.winner} overrides {o.loser}'s {o.kind} {o.name}")
+
+
+def _entry_summary(entry: ModelEntry) -> dict:
+    return {
+        "name": entry.qualified_name,
+        "family": entry.family,
+        "builder": entry.builder,
+        "aliases": list(entry.aliases),
+        "default_weights": entry.default_weights.tag if entry.weights else None,
+        "weights": [w.tag for w in entry.weights],
+        "remap": entry.remap,
+        "tags": list(entry.tags),
+        "plugin": entry.plugin,
+    }
+
+
+def _weights_detail(weights: WeightSet) -> dict:
+    data = weights.to_dict()
+    data["expected_hash"] = weights.expected_hash
+    data["cached"] = is_cached(weights)
+    data["cache_path"] = str(cached_path(weights))
+    return data
+
+
+def _top1(entry: ModelEntry):
+    weights = entry.default_weights
+    return weights.top1 if weights else None
+
+
+def _size(weights: WeightSet) -> str:
+    if weights.size:
+        return f"{weights.size / 1e6:.1f} MB"
+    return f"~{weights.file_size_mb:.1f} MB" if weights.file_size_mb else ""

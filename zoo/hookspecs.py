@@ -1,0 +1,60 @@
+"""The hooks a zoo plugin can implement. Each hands its contributions to a `register` callback.
+
+zoo calls every hook with keyword arguments, once per plugin, in load order (built-ins, entry points,
+ZOO_PLUGINS), so that each record knows the plugin that contributed it. docs/plugins.md documents them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("zoo")
+hookimpl = pluggy.HookimplMarker("zoo")
+
+
+@hookspec
+def register_models(register: Callable) -> None:
+    """Contribute model records: call `register(entry, overrides=None)` once per `zoo.ModelEntry`.
+
+    Called when the registry is first needed. `overrides` names the plugin whose record with the same
+    `family:name` this one replaces; without it, a duplicate name is an error naming both plugins.
+    `zoo.read_registry_file(path, plugin=...)` turns a registry TOML file into entries.
+    """
+
+
+@hookspec
+def register_builders(register: Callable) -> None:
+    """Contribute family builders: call `register(family, build, overrides=None)`.
+
+    Called when a model is first built. `build(entry, **kwargs)` returns an `nn.Module` for a
+    `zoo.ModelEntry` of that family, with random weights, `kwargs` overriding `entry.builder_kwargs`.
+    """
+
+
+@hookspec
+def register_weight_sources(register: Callable) -> None:
+    """Contribute weight sources for URL schemes: call `register(scheme, source, overrides=None)`.
+
+    Called when weights are first fetched. `source.open(url, offset=0)` returns a `zoo.OpenedSource`
+    (a binary stream, its total size when known, and whether it honoured `offset`); zoo hashes, verifies
+    and caches what it reads, exactly as for http(s).
+    """
+
+
+@hookspec
+def register_remaps(register: Callable) -> None:
+    """Contribute key remaps: call `register(remap, overrides=None)` once per `zoo.Remap`.
+
+    Called when `zoo adapt` plans a load. A model entry's `remap` field names one; `zoo adapt` also uses
+    any remap whose `source`/`target` patterns match the pair being adapted.
+    """
+
+
+@hookspec
+def register_architectures(register: Callable) -> None:
+    """Contribute named architectures for `zoo adapt`: call `register(architecture, overrides=None)`.
+
+    Called when a target name is resolved. `architecture.builder(**kwargs)` returns the `nn.Module`.
+    """
