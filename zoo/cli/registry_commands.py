@@ -58,22 +58,21 @@ def info_command(
         console.print(f"key remap: {entry.remap}")
     rows = [
         (
-            w.tag + (" (default)" if i == 0 else ""),
-            w.file_name,
-            w.expected_hash or "-",
-            _size(w),
+            w.tag + (" *" if i == 0 else ""),
             w.num_classes,
             "x".join(map(str, w.input_size)) if w.input_size else "",
             w.top1,
             w.gmacs,
+            _size(w),
             "yes" if is_cached(w) else "no",
         )
         for i, w in enumerate(entry.weights)
     ]
-    columns = ("weights", "file", "sha256", "size", "classes", "input", "top-1", "GMACs", "cached")
+    columns = ("weights (* default)", "classes", "input", "top-1", "GMACs", "size", "cached")
     console.print(table(None, columns, rows))
     for w in entry.weights:
-        console.print(f"  {w.tag}: {w.url}", soft_wrap=True)
+        check = f"sha256 {w.sha256}" if w.sha256 else f"sha256 prefix {w.hash_prefix}" if w.hash_prefix else "no hash"
+        console.print(f"{w.tag}: {w.url} ({check})", soft_wrap=True)
 
 
 @app.command("plugins")

@@ -1,0 +1,83 @@
+"""The CLI through CliRunner and through a subprocess: output, JSON, errors, and a start-up without torch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from zoo import __version__
+from zoo.cli.app import app
+
+runner = CliRunner()
+
+
+def test_version_and_help():
+    assert runner.invoke(app, ["--version"]).output.strip() == f"zoo {__version__}"
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0 and "list" in result.output and "info" in result.output
+
+
+def test_list_table_and_json():
+    result = runner.invoke(app, ["list", "resnet*", "--exclude", "*18*", "--family", "torchvision"])
+    assert result.exit_code == 0, result.output
+    assert "torchvision:resnet50" in result.output and "resnet18" not in result.output
+    data = json.loads(runner.invoke(app, ["list", "timm:convnext_*", "--json"]).output)
+    assert [m["name"] for m in data][:2] == ["timm:convnext_atto", "timm:convnext_nano"]
+    assert all(m["family"] == "timm" and m["default_weights"] for m in data)
+
+
+def test_info_shows_every_weight_set_and_cache_state(isolated_zoo):
+    data = json.loads(runner.invoke(app, ["info", "resnet50", "--json"]).output)
+    assert [w["tag"] for w in data["weights"]] == ["tv2_in1k", "tv_in1k"]
+    v1 = data["weights"][1]
+    assert v1["url"].endswith("resnet50-0676ba61.pth") and v1["expected_hash"] == "0676ba61"
+    assert v1["cached"] is False
+    cached = isolated_zoo / "weights" / "resnet50-0676ba61.pth"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"x")
+    assert json.loads(runner.invoke(app, ["info", "resnet50", "--json"]).output)["weights"][1]["cached"] is True
+
+
+def test_unknown_name_is_a_one_line_error_with_exit_code():
+    result = runner.invoke(app, ["info", "resnet5"])
+    assert result.exit_code == 4
+    assert result.output.strip().splitlines() == [
+        "Error: unknown model 'resnet5'; did you mean resnet50, resnet50d, resnet152? (`zoo list` shows every model)"
+    ]
+
+
+def zoo_process(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "zoo", *args], capture_output=True, text=True, env={**os.environ, **env}
+    )
+
+
+def test_subprocess_error_has_no_traceback_unless_debug(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[[models]]\nname = 'x'\n")
+    result = zoo_process("list", ZOO_REGISTRY=str(bad))
+    assert result.returncode == 3
+    assert result.stderr.strip() == f"Error: {bad}: models[0] (x): missing required field 'family'"
+    debug = zoo_process("list", ZOO_REGISTRY=str(bad), ZOO_DEBUG="1")
+    assert debug.returncode != 0 and "Traceback" in debug.stderr and "RegistryFileError" in debug.stderr
+
+
+def test_list_info_and_help_do_not_import_torch():
+    code = (
+        "import sys\n"
+        "from zoo.cli.app import app\n"
+        "for args in (['list'], ['info', 'resnet50'], ['plugins'], ['--help']):\n"
+        "    try:\n"
+        "        app(args)\n"
+        "    except SystemExit as exc:\n"
+        "        assert not exc.code, exc.code\n"
+        "heavy = sorted(m for m in ('torch', 'torchvision', 'timm', 'onnx') if m in sys.modules)\n"
+        "print('HEAVY', heavy)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "HEAVY []"
