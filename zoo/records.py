@@ -25,7 +25,7 @@ def file_name_from_url(url: str) -> str:
     return name or "weights"
 
 
-def frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
+def frozen(mapping: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
     """A read-only copy of a mapping, so a frozen record cannot be changed through it."""
     return MappingProxyType(dict(mapping or {}))
 
