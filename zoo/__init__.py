@@ -14,8 +14,32 @@ from zoo.registry_file import read_registry_file
 
 __version__ = "0.1.0"
 
+_LAZY = {
+    "fetch": "zoo.fetching",
+    "fetch_url": "zoo.fetching",
+    "FetchResult": "zoo.fetching",
+    "load_weights": "zoo.loading",
+    "load_checkpoint": "zoo.loading",
+    "Checkpoint": "zoo.loading",
+    "OpenedSource": "zoo.sources",
+}
+
+
+def __getattr__(name: str):
+    """Fetching and loading names, imported on first use (they pull in http.client, filelock, torch)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
 __all__ = [
     "Architecture",
+    "Checkpoint",
+    "FetchResult",
+    "OpenedSource",
     "ModelEntry",
     "Remap",
     "Selection",
@@ -23,10 +47,14 @@ __all__ = [
     "ZooError",
     "__version__",
     "create_model",
+    "fetch",
+    "fetch_url",
     "get_entry",
     "hookimpl",
     "import_reference",
     "list_models",
+    "load_checkpoint",
+    "load_weights",
     "read_registry_file",
     "resolve",
 ]

@@ -24,6 +24,7 @@ ENTRY_POINT_GROUP = "zoo"
 BUILTIN_PLUGINS = {
     "torchvision": "zoo_plugins.torchvision_models",
     "timm": "zoo_plugins.timm_models",
+    "sources": "zoo_plugins.sources",
 }
 
 

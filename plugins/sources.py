@@ -1,0 +1,14 @@
+"""Built-in plugin: weight sources for `http`, `https` and `file` URLs (Range resume for http)."""
+
+from __future__ import annotations
+
+from zoo import hookimpl
+from zoo.sources import FileSource, HttpSource
+
+
+@hookimpl
+def register_weight_sources(register) -> None:
+    http = HttpSource()
+    register("http", http)
+    register("https", http)
+    register("file", FileSource())
