@@ -207,3 +207,47 @@ def source_opener(url: str) -> Callable[[str, int], OpenedSource]:
         known = ", ".join(catalogues.weight_sources().names()) or "http, https, file"
         raise FetchError(f"no weight source for URL scheme {scheme!r} in {url} (known: {known}); install its plugin")
     return lambda u, offset: source.open(u, offset=offset)
+
+
+def matching_weights(sha256: str, spec: str | None = None) -> list[Selection]:
+    """Registry weight sets whose full hash, or file-name hash prefix, matches `sha256`."""
+    if spec is not None:
+        entries = [catalogues.models().resolve(spec).entry]
+    else:
+        entries = list(catalogues.models())
+    return [
+        Selection(entry, weights)
+        for entry in entries
+        for weights in entry.weights
+        if weights.expected_hash and sha256.startswith(weights.expected_hash)
+    ]
+
+
+def import_file(path: str | Path, spec: str | None = None) -> list[FetchResult]:
+    """Copy a weights file someone already has into the cache, after checking its hash against the registry.
+
+    Returns one result per registry weight set it belongs to; raises when it matches none (or not `spec`).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FetchError(f"no such file: {path}")
+    sha = cache.hash_file(path)
+    selections = matching_weights(sha, spec)
+    if not selections:
+        scope = f"the weights of {spec}" if spec else "any weight set in the registry"
+        raise FetchError(
+            f"{path} (sha256 {sha}) does not match {scope}; it was not imported (`zoo inspect {path}` shows what it is)"
+        )
+    results = []
+    for selection in selections:
+        wanted = wanted_for(selection.entry.qualified_name, selection.weights)
+        dest = cache.weights_dir() / wanted.key
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f"{dest.name}.{os.getpid()}.tmp")
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, dest)
+        size = dest.stat().st_size
+        record = cache.CacheRecord(wanted.key, sha, size, wanted.url, f"import:{path}", wanted.name, wanted.tag)
+        cache.write_record(record)
+        results.append(FetchResult(wanted.name, wanted.tag, dest, sha, size, f"import:{path}"))
+    return results

@@ -1,0 +1,85 @@
+"""`zoo mirror sync`: fetch a set of weights into a directory laid out as a mirror, with an index.
+
+The directory holds each file at its cache key (`resnet18-f37072fd.pth`, or `<url hash>/model.safetensors`),
+`index.json` (name, tag, file, sha256, size, origin URL of each) and `SHA256SUMS`; any web server hosting
+it is a mirror for `--mirror`/ZOO_MIRROR, and `file:///path/to/dir` works offline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from zoo import catalogues
+from zoo.download import Progress
+from zoo.fetching import FetchResult, fetch
+from zoo.records import Selection
+
+INDEX = "index.json"
+
+
+def selections_for(patterns: list[str], all_tags: bool = False) -> list[Selection]:
+    """The weight sets `patterns` name: fnmatch patterns over model names, or exact `name.tag` specs."""
+    registry = catalogues.models()
+    found: list[Selection] = []
+    for pattern in patterns:
+        if any(c in pattern for c in "*?["):
+            for entry in registry.select([pattern], pretrained=True):
+                weights = entry.weights if all_tags else entry.weights[:1]
+                found.extend(Selection(entry, w) for w in weights)
+        else:
+            selection = registry.resolve(pattern)
+            if all_tags and "." not in pattern.rpartition(":")[2]:
+                found.extend(Selection(selection.entry, w) for w in selection.entry.weights)
+            else:
+                found.append(selection)
+    unique = {(s.entry.qualified_name, s.weights.tag if s.weights else None): s for s in found}
+    return list(unique.values())
+
+
+def sync(
+    patterns: list[str], target: Path, *, all_tags: bool = False, mirrors=(), offline: bool | None = None,
+    progress_for=None,
+) -> list[FetchResult]:
+    """Fetch (verified, through the cache) everything `patterns` name and place it in `target` with an index."""
+    from zoo.cache import cache_key
+
+    target.mkdir(parents=True, exist_ok=True)
+    index_path = target / INDEX
+    index = {}
+    if index_path.is_file():
+        index = {item["file"]: item for item in json.loads(index_path.read_text(encoding="utf-8"))["files"]}
+    results = []
+    for selection in selections_for(patterns, all_tags):
+        if selection.weights is None:
+            continue
+        progress: Progress | None = progress_for(selection.name) if progress_for else None
+        result = fetch(selection, mirrors=mirrors, offline=offline, progress=progress)
+        key = cache_key(selection.weights.url, selection.weights.file_name)
+        _place(result.path, target / key)
+        index[key] = {
+            "name": selection.entry.qualified_name, "tag": selection.weights.tag, "file": key,
+            "sha256": result.sha256, "size": result.size, "url": selection.weights.url,
+        }
+        results.append(result)
+    _write(index_path, json.dumps({"format": 1, "files": sorted(index.values(), key=lambda i: i["file"])}, indent=1))
+    _write(target / "SHA256SUMS", "".join(f"{i['sha256']}  {k}\n" for k, i in sorted(index.items())))
+    return results
+
+
+def _place(source: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f"{dest.name}.{os.getpid()}.tmp")
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, dest)
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
