@@ -22,6 +22,9 @@ _LAZY = {
     "load_checkpoint": "zoo.loading",
     "Checkpoint": "zoo.loading",
     "OpenedSource": "zoo.sources",
+    "adapt": "zoo.adapt",
+    "profile": "zoo.profiling",
+    "Profile": "zoo.profiling",
 }
 
 
@@ -37,10 +40,12 @@ def __getattr__(name: str):
 
 __all__ = [
     "Architecture",
+    "adapt",
     "Checkpoint",
     "FetchResult",
     "OpenedSource",
     "ModelEntry",
+    "Profile",
     "Remap",
     "Selection",
     "WeightSet",
@@ -55,6 +60,7 @@ __all__ = [
     "list_models",
     "load_checkpoint",
     "load_weights",
+    "profile",
     "read_registry_file",
     "resolve",
 ]

@@ -25,6 +25,7 @@ BUILTIN_PLUGINS = {
     "torchvision": "zoo_plugins.torchvision_models",
     "timm": "zoo_plugins.timm_models",
     "sources": "zoo_plugins.sources",
+    "architectures": "zoo_plugins.architectures",
 }
 
 

@@ -1,0 +1,488 @@
+"""`adapt(target, source, ...)`: plan, load, initialise, verify and save one transplant."""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zoo import catalogues
+from zoo.adapt import adapters
+from zoo.adapt.errors import CoverageError, NothingLoadedError, StrictLoadError, VerifyError
+from zoo.adapt.matching import Renaming, apply_rules, match_keys, parse_rule, plain_canon
+from zoo.adapt.plan import (
+    ADAPTED,
+    EXACT,
+    LOADED,
+    MISSING,
+    REMAP,
+    RENAMED,
+    RESHAPED,
+    SKIPPED_SHAPE,
+    DroppedKey,
+    KeyPlan,
+    LoadPlan,
+    is_bookkeeping,
+)
+from zoo.adapt.report import AdaptReport, group_keys
+from zoo.adapt.verify import looks_initial
+from zoo.adapt.verify import verify as run_verify
+from zoo.errors import UserInputError
+from zoo.references import import_reference
+from zoo.targets import Target, build_target, is_reference
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt", ".tar")
+
+
+@dataclass
+class Source:
+    """The weights being transplanted, and the architecture they belong to when zoo knows it."""
+
+    name: str
+    state_dict: dict[str, torch.Tensor]
+    spec: str | None = None  # a registry model spec: the source architecture is known
+    model: nn.Module | None = None
+    file: str | None = None
+    sha256: str | None = None
+
+
+def is_checkpoint_path(spec: str) -> bool:
+    return os.path.exists(spec) or spec.lower().endswith(CHECKPOINT_SUFFIXES)
+
+
+def load_source(source: Any, from_weights: str | os.PathLike | None = None, trust_pickle: bool = False) -> Source:
+    """A Source from a registry spec (fetched, or fed by `from_weights`), a checkpoint path, a dict or a module."""
+    from torch import nn
+
+    from zoo.loading import load_checkpoint
+
+    if isinstance(source, nn.Module):
+        return Source(type(source).__name__, dict(source.state_dict()), model=source)
+    if isinstance(source, Mapping):
+        return Source("<state dict>", dict(source))
+    spec = os.fspath(source)
+    if from_weights is None and is_checkpoint_path(spec):
+        checkpoint = load_checkpoint(spec, trust_pickle=trust_pickle)
+        return Source(Path(spec).name, checkpoint.state_dict, file=str(spec))
+    selection = catalogues.models().resolve(spec)
+    sha256 = None
+    if from_weights is not None:
+        path = Path(from_weights)
+    else:
+        from zoo.fetching import fetch
+
+        result = fetch(selection)
+        path, sha256 = result.path, result.sha256
+    checkpoint = load_checkpoint(path, trust_pickle=trust_pickle)
+    return Source(selection.name, checkpoint.state_dict, spec=spec, file=str(path), sha256=sha256)
+
+
+def _accepts(spec: Any, name: str) -> bool | None:
+    """Whether a target's builder takes keyword `name` (None: cannot tell, it takes **kwargs)."""
+    if not isinstance(spec, str):
+        return False
+    if is_reference(spec):
+        builder = import_reference(spec)
+    else:
+        architecture = catalogues.architectures().get(spec)
+        if architecture is None:
+            return None  # a registry model: its family's builder passes **kwargs on
+        builder = architecture.builder
+    try:
+        parameters = inspect.signature(builder).parameters
+    except (TypeError, ValueError):
+        return None
+    if name in parameters:
+        return True
+    return None if any(p.kind is p.VAR_KEYWORD for p in parameters.values()) else False
+
+
+def build(spec: str, kwargs: dict[str, Any], num_classes: int | None, in_chans: int | None) -> Target:
+    """Build the target on the meta device, passing num_classes/in_chans to its builder when it takes them."""
+    extra = {k: v for k, v in (("num_classes", num_classes), ("in_chans", in_chans)) if v is not None}
+    wanted = {k: v for k, v in extra.items() if _accepts(spec, k) is not False}
+    while True:
+        try:
+            target = build_target(spec, {**kwargs, **wanted}, meta_device=True)
+            break
+        except TypeError as exc:
+            dropped = next((k for k in wanted if k in str(exc)), None)
+            if dropped is None:
+                raise
+            del wanted[dropped]
+    if num_classes is not None and "num_classes" not in wanted:
+        adapters.replace_head(target.model, num_classes)
+    if in_chans is not None and "in_chans" not in wanted:
+        adapters.replace_stem(target.model, in_chans)
+    return target
+
+
+def _remap_renamings(source: Source, target_spec: str, model: nn.Module) -> list[Renaming]:
+    """The registered remaps for this pair: the source entry's named one, then any whose patterns match."""
+    remaps = catalogues.remaps()
+    chosen = []
+    if source.spec:
+        entry = catalogues.models().get_entry(source.spec)
+        if entry.remap:
+            remap = remaps.get(entry.remap)
+            if remap is None:
+                raise UserInputError(
+                    f"{entry.qualified_name} names key remap {entry.remap!r}, but no plugin registers it"
+                )
+            chosen.append(remap)
+    source_name = source.spec or source.name
+    for _, remap in remaps.items():
+        if remap in chosen or (remap.source == "*" and remap.target == "*"):
+            continue
+        if fnmatch.fnmatchcase(source_name, remap.source) and fnmatch.fnmatchcase(str(target_spec), remap.target):
+            chosen.append(remap)
+    renamings = []
+    for remap in chosen:
+        if remap.function is None:
+            renamings.append(apply_rules(list(source.state_dict), remap.rules, REMAP, f"remap {remap.name}"))
+            continue
+        by_id = {id(v): k for k, v in source.state_dict.items()}
+        names = {}
+        for new, value in remap.function(dict(source.state_dict), model).items():
+            old = by_id.get(id(value))
+            if old is None:  # a tensor the remap computed: it joins the source under its new name
+                old = f"{new} <{remap.name}>"
+                source.state_dict[old] = value
+            if old != new:
+                names[new] = old
+        renamings.append(Renaming(REMAP, f"remap {remap.name}", names))
+    return renamings
+
+
+def _canon(in_chans: int | None, stem_key: str | None, source_stem: str | None):
+    def canon(side: str, key: str, shape: tuple[int, ...]):
+        if in_chans is not None and key == (stem_key if side == "target" else source_stem) and len(shape) == 4:
+            shape = (shape[0], -1, *shape[2:])
+        return plain_canon(side, key, shape)
+
+    return canon
+
+
+def plan_load(
+    model: nn.Module,
+    source: Source,
+    target_spec: str,
+    rules: Sequence[str] = (),
+    num_classes: int | None = None,
+    in_chans: int | None = None,
+) -> tuple[LoadPlan, dict[str, torch.Tensor]]:
+    """The load plan for `model` from `source`, and the tensors to load (already reshaped / adapted)."""
+    expected = model.state_dict()
+    params = {name for name, _ in model.named_parameters()}
+    shapes = {k: tuple(v.shape) for k, v in expected.items()}
+    source_shapes = {k: tuple(v.shape) for k, v in source.state_dict.items() if hasattr(v, "shape")}
+    renamings = _remap_renamings(source, target_spec, model)
+    if rules:
+        renamings.append(apply_rules(list(source_shapes), [parse_rule(r) for r in rules]))
+    stem = adapters.first_conv(model) if in_chans is not None else None
+    stem_key = f"{stem}.weight" if stem else None
+    source_stem = next((k for k, s in source_shapes.items() if len(s) == 4 and k.endswith("weight")), None)
+    head = adapters.classifier(model, num_classes) if num_classes is not None else None
+    matches = match_keys(shapes, source_shapes, renamings, _canon(in_chans, stem_key, source_stem))
+
+    plan, tensors, fed_sources = LoadPlan(), {}, set()
+    drop_reason: dict[str, str] = {}
+    for key, shape in shapes.items():
+        item = KeyPlan(key, shape, expected[key].numel(), key in params)
+        plan.keys.append(item)
+        match = matches.get(key)
+        if match is None:
+            if item.bookkeeping:
+                item.note = "num_batches_tracked counts training steps; eval never reads it"
+            continue
+        value = source.state_dict[match.source]
+        item.source, item.source_shape = match.source, tuple(value.shape)
+        item.strategy, item.rule = match.strategy, match.rule
+        if head and key.startswith(head + ".") and item.source_shape != shape:
+            item.outcome, item.note = MISSING, f"new classifier (--num-classes {num_classes})"
+            drop_reason[match.source] = f"old classifier, replaced (--num-classes {num_classes})"
+            continue
+        if item.source_shape == shape:
+            item.outcome = LOADED if match.strategy == EXACT else RENAMED
+            item.operation = "copy"
+        elif (
+            key == stem_key
+            and len(shape) == 4
+            and item.source_shape[0] == shape[0]
+            and item.source_shape[2:] == shape[2:]
+        ):
+            value, item.operation = adapters.adapt_in_chans(value, in_chans)
+            item.outcome = ADAPTED
+        elif value.numel() == item.numel and plain_canon("", "", shape) == plain_canon("", "", item.source_shape):
+            value = value.reshape(shape)
+            item.outcome, item.operation = RESHAPED, f"reshape {item.source_shape} -> {shape}"
+        else:
+            item.outcome = SKIPPED_SHAPE
+            drop_reason[match.source] = "its shape does not fit the target key of the same role (SKIPPED_SHAPE)"
+            continue
+        target_dtype = expected[key].dtype
+        if value.dtype != target_dtype and value.is_floating_point():
+            value = value.to(target_dtype)
+            item.operation = f"{item.operation}, cast to {str(target_dtype).replace('torch.', '')}"
+        tensors[key] = value
+        fed_sources.add(match.source)
+    for key, shape in source_shapes.items():
+        if key not in fed_sources:
+            reason = drop_reason.get(key) or (
+                "num_batches_tracked: the target has no such buffer (nothing lost)"
+                if is_bookkeeping(key)
+                else "no target key matched"
+            )
+            plan.dropped.append(DroppedKey(key, shape, reason))
+    if head:
+        plan.notes.append(f"--num-classes {num_classes}: classifier {head} is new")
+    if stem_key:
+        plan.notes.append(f"--in-chans {in_chans}: first convolution {stem}")
+    return plan, tensors
+
+
+def check_plan(
+    plan: LoadPlan, report: AdaptReport, strict: bool, expect_missing: Sequence[str], min_coverage: float | None
+) -> None:
+    """Refuse zero-loaded, strict and coverage failures, each with its own error (and exit code)."""
+    if plan.fed_count() == 0:
+        raise NothingLoadedError(
+            f"not one tensor of {report.target} was fed from {report.source} "
+            f"({len(plan.keys)} target keys, {len(plan.dropped)} source keys); check the pair, or add --rule",
+            report,
+        )
+    if strict:
+        unfed = [
+            i.key
+            for i in plan.keys
+            if not i.fed and not i.bookkeeping and not any(fnmatch.fnmatchcase(i.key, g) for g in expect_missing)
+        ]
+        if unfed:
+            raise StrictLoadError(
+                f"--strict: {len(unfed)} target keys were not fed: {', '.join(group_keys(unfed)[:8])}; "
+                "feed them (--rule) or allow them (--expect-missing GLOB)",
+                report,
+            )
+    if min_coverage is not None:
+        coverage = plan.coverage().by_params
+        if coverage < min_coverage:
+            raise CoverageError(
+                f"coverage {coverage:.1%} of parameters is below --min-coverage {min_coverage:.1%}", report
+            )
+
+
+def _materialise_rest(model: nn.Module, plan: LoadPlan, policy: str, target: Target) -> None:
+    """Initialise what nothing fed; rebuild non-persistent buffers the meta device left empty."""
+    todo = [i.key for i in plan.keys if not i.fed]
+    meta = [k for k in todo if _tensor(model, k).is_meta]
+    how = adapters.materialise(model, meta, policy)
+    for item in plan.keys:
+        if item.key in how:
+            item.init = how[item.key]
+        elif not item.fed:
+            item.init = "kept as built"
+    leftovers = [name for name, b in model.named_buffers() if b.is_meta]
+    if leftovers:
+        real = build_target(target.spec, target.kwargs).model
+        for name in leftovers:
+            module, leaf = adapters.owner(model, name)
+            module._buffers[leaf] = real.get_buffer(name)
+
+
+def _tensor(model: nn.Module, key: str):
+    module, leaf = adapters.owner(model, key)
+    return getattr(module, leaf)
+
+
+def _verify(target: Target, source: Source, num_classes, in_chans, plan: LoadPlan, **options):
+    from zoo.adapt.verify import VerifyResult
+
+    if in_chans is not None and in_chans != 1:
+        return VerifyResult("skipped", True, reason=f"--in-chans {in_chans} changes the function (only 1 compares)")
+    model = source.model
+    if model is None:
+        built = build_target(source.spec, {}, meta_device=True).model
+        missing, unexpected = built.load_state_dict(source.state_dict, strict=False, assign=True)
+        if missing:
+            return VerifyResult(
+                "skipped",
+                True,
+                reason=f"the checkpoint does not fit {source.spec} ({len(missing)} "
+                "keys missing), so the source cannot run",
+            )
+        model = built
+    _note_norm_differences(target.model, model, plan)
+    pairs_of = getattr(target.model, "zoo_verify_pairs", None)
+    if callable(pairs_of):
+        pairs, mode = pairs_of(), "features"
+    elif num_classes is not None:
+        s_head, t_head = adapters.classifier(model), adapters.classifier(target.model, num_classes)
+        pairs, mode = [("<" + s_head, "<" + t_head)], "head input"
+    else:
+        pairs, mode = [("", "")], "outputs"
+    size = _input_size(source)
+    return run_verify(model, target.model, pairs, (1, *size), "mean1" if in_chans == 1 else "same", mode, **options)
+
+
+def _input_size(source: Source) -> tuple[int, int, int]:
+    if source.spec:
+        weights = catalogues.models().resolve(source.spec).weights
+        if weights is not None and weights.input_size:
+            return tuple(weights.input_size)
+    return (3, 224, 224)
+
+
+def _note_norm_differences(target: nn.Module, source: nn.Module, plan: LoadPlan) -> None:
+    """Norm layers fed from a source norm layer with another eps or momentum: a silent numerical change."""
+    from torch import nn
+
+    norms = nn.modules.batchnorm._NormBase | nn.GroupNorm | nn.LayerNorm
+    pairs = {}
+    for item in plan.keys:
+        if item.fed and item.source:
+            pairs.setdefault(item.key.rpartition(".")[0], item.source.rpartition(".")[0])
+    for t_name, s_name in pairs.items():
+        try:
+            t_mod, s_mod = target.get_submodule(t_name), source.get_submodule(s_name)
+        except AttributeError:
+            continue
+        if isinstance(t_mod, norms) and isinstance(s_mod, norms) and t_mod.eps != s_mod.eps:
+            plan.notes.append(f"eps differs: target {t_name} {t_mod.eps:g} vs source {s_name} {s_mod.eps:g}")
+
+
+def save_state_dict(model: nn.Module, path: str | os.PathLike, fmt: str | None = None) -> Path:
+    """Write the model's state dict to `path` atomically: safetensors unless `fmt`/suffix says pth."""
+    import tempfile
+
+    import torch
+
+    path = Path(path)
+    fmt = fmt or ("pth" if path.suffix in (".pth", ".pt", ".bin") else "safetensors")
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        if fmt == "pth":
+            torch.save(state, tmp)
+        else:
+            from safetensors.torch import save_file
+
+            seen: dict[int, str] = {}
+            for k, v in list(state.items()):  # safetensors refuses shared storage: store shared tensors once each
+                if v.untyped_storage().data_ptr() in seen and v.numel():
+                    state[k] = v.clone()
+                seen.setdefault(v.untyped_storage().data_ptr(), k)
+            save_file(state, tmp, metadata={"format": "pt", "producer": "zoo adapt"})
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def adapt(
+    target: str | nn.Module,
+    source: Any,
+    *,
+    from_weights: str | os.PathLike | None = None,
+    kwargs: dict[str, Any] | None = None,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
+    rules: Sequence[str] = (),
+    expect_missing: Sequence[str] = (),
+    init: str = "default",
+    strict: bool = False,
+    min_coverage: float | None = None,
+    verify: bool | None = None,
+    dry_run: bool = False,
+    output: str | os.PathLike | None = None,
+    output_format: str | None = None,
+    report_path: str | os.PathLike | None = None,
+    trust_pickle: bool = False,
+    rtol: float = 1e-4,
+    atol: float = 1e-5,
+) -> tuple[nn.Module, AdaptReport]:
+    """Load `source` weights into `target`; returns the model and the report (raises AdaptError on refusal).
+
+    `target`: an architecture name, a registry model, `file.py:Class` / `module:Class` (built with `kwargs`,
+    on the meta device) or an `nn.Module`. `source`: a registry model (fetched, or fed by `from_weights`),
+    a checkpoint path, a state dict or an `nn.Module`.
+    """
+    if init not in adapters.INIT_POLICIES:
+        raise UserInputError(f"--init {init!r}: choose one of {', '.join(adapters.INIT_POLICIES)}")
+    if output_format not in (None, "pth", "safetensors"):
+        raise UserInputError(f"--format {output_format!r}: choose pth or safetensors")
+    clock = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = now - clock
+        clock = now
+
+    loaded = load_source(source, from_weights, trust_pickle)
+    lap("read source")
+    kwargs = dict(kwargs or {})
+    if isinstance(target, str):
+        architecture = catalogues.architectures().get(target)
+        infer = getattr(architecture.builder, "infer_kwargs", None) if architecture else None
+        if infer is not None:
+            kwargs = {**infer(loaded.spec or loaded.name, loaded.state_dict), **kwargs}
+        built = build(target, kwargs, num_classes, in_chans)
+    else:
+        if num_classes is not None:
+            adapters.replace_head(target, num_classes)
+        if in_chans is not None:
+            adapters.replace_stem(target, in_chans)
+        built = Target(type(target).__name__, target, "module", kwargs=kwargs)
+    model = built.model
+    lap("build target")
+    plan, tensors = plan_load(model, loaded, built.spec, rules, num_classes, in_chans)
+    lap("plan")
+    report = AdaptReport(
+        built.spec, loaded.spec or loaded.name, loaded.file, loaded.sha256, built.kwargs, init, plan, timings=timings
+    )
+    check_plan(plan, report, strict, expect_missing, min_coverage)
+    if dry_run:
+        _finish(report, report_path)
+        return model, report
+    model.load_state_dict(tensors, strict=False, assign=True)
+    _materialise_rest(model, plan, init, built)
+    report.looks_initial = looks_initial(model.state_dict(), [i.key for i in plan.keys if i.fed and not i.bookkeeping])
+    lap("load")
+    if verify is None:
+        verify = loaded.spec is not None or loaded.model is not None
+    if verify:
+        if loaded.spec is None and loaded.model is None:
+            raise UserInputError("--verify needs a source architecture: name a registry model (with --from-weights)")
+        report.verify = _verify(built, loaded, num_classes, in_chans, plan, rtol=rtol, atol=atol)
+        lap("verify")
+        if not report.verify.passed:
+            _finish(report, report_path)
+            raise VerifyError(
+                f"verification failed ({report.verify.mode}): max abs diff {report.verify.max_abs:.3g}, "
+                f"max rel diff {report.verify.max_rel:.3g} (tolerance rtol {rtol:g}, atol {atol:g}) "
+                f"{report.verify.reason}".rstrip(),
+                report,
+            )
+    if output is not None:
+        report.output = str(save_state_dict(model, output, output_format))
+        lap("save")
+    _finish(report, report_path)
+    return model, report
+
+
+def _finish(report: AdaptReport, report_path: str | os.PathLike | None) -> None:
+    if report_path is not None:
+        report.write_json(report_path)

@@ -1,0 +1,173 @@
+"""The adapt report: the load plan grouped for people (`layer1.{0..2}.bn1.*`), every key for scripts."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zoo.adapt.plan import FED, KeyPlan, LoadPlan
+from zoo.adapt.verify import VerifyResult
+
+_NUMBER = re.compile(r"^\d+$")
+
+
+@dataclass
+class AdaptReport:
+    """Everything about one transplant: what was loaded from where, how, coverage, and the proof."""
+
+    target: str
+    source: str
+    source_file: str | None = None
+    source_sha256: str | None = None
+    target_kwargs: dict[str, Any] = field(default_factory=dict)
+    init: str = "default"
+    plan: LoadPlan = field(default_factory=LoadPlan)
+    verify: VerifyResult | None = None
+    looks_initial: list[str] = field(default_factory=list)
+    output: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def coverage(self):
+        return self.plan.coverage()
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "loaded": self.plan.fed_count(),
+            "counts": self.plan.counts(),
+            "strategies": self.plan.strategies(),
+            "coverage": self.plan.coverage().to_dict(),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict with every key of the plan."""
+        return {
+            "target": self.target,
+            "source": self.source,
+            "source_file": self.source_file,
+            "source_sha256": self.source_sha256,
+            "target_kwargs": {
+                k: repr(v) if not isinstance(v, int | float | str | bool) else v for k, v in self.target_kwargs.items()
+            },
+            "init": self.init,
+            **self.summary(),
+            "coverage_by_module": {m: c.to_dict() for m, c in self.plan.coverage_by_module().items()},
+            "groups": group_rows(self.plan),
+            "keys": [_key_dict(item) for item in self.plan.keys],
+            "dropped": [asdict(item) for item in self.plan.dropped],
+            "notes": list(self.plan.notes),
+            "verify": self.verify.to_dict() if self.verify else None,
+            "looks_initial": list(self.looks_initial),
+            "output": self.output,
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+        }
+
+    def write_json(self, path: str | Path) -> Path:
+        return write_text_atomic(Path(path), json.dumps(self.to_dict(), indent=2, default=str) + "\n")
+
+
+def _key_dict(item: KeyPlan) -> dict[str, Any]:
+    data = asdict(item)
+    data["kind"] = "param" if item.is_param else "buffer"
+    data["bookkeeping"] = item.bookkeeping
+    return data
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write `text` to a temp file beside `path`, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _render(values: list[str]) -> str:
+    numbers = sorted({int(v) for v in values})
+    if len(numbers) == 1:
+        return str(numbers[0])
+    if numbers == list(range(numbers[0], numbers[-1] + 1)):
+        return f"{{{numbers[0]}..{numbers[-1]}}}"
+    return "{" + ",".join(map(str, numbers)) + "}"
+
+
+def group_keys(keys: list[str]) -> list[str]:
+    """`layer1.0.bn1.weight`, `layer1.1.bn1.bias`, ... as `layer1.{0..1}.bn1.*`, in first-seen order."""
+    modules: dict[str, list[str]] = {}
+    for key in keys:
+        module, _, leaf = key.rpartition(".")
+        modules.setdefault(module, []).append(leaf)
+    groups: dict[tuple, list[list[str]]] = {}
+    for module, leaves in modules.items():
+        parts = module.split(".") if module else []
+        template = tuple("#" if _NUMBER.match(p) else p for p in parts)
+        leaf_text = leaves[0] if len(leaves) == 1 else "*"
+        groups.setdefault((template, leaf_text), []).append(parts)
+    result = []
+    for (template, leaf_text), members in groups.items():
+        parts = [_render([m[i] for m in members]) if token == "#" else token for i, token in enumerate(template)]
+        result.append(".".join([*parts, leaf_text]))
+    return result
+
+
+def group_rows(plan: LoadPlan) -> list[dict[str, Any]]:
+    """One row per grouped pattern: outcome, strategy, target keys, source keys, tensors, elements, detail."""
+    buckets: dict[tuple, list[KeyPlan]] = {}
+    for item in plan.keys:
+        detail = "copy" if item.outcome in FED and (item.operation or "copy").startswith("copy") else item.operation
+        key = (item.outcome, item.strategy or "", detail or "", item.init or "", item.note or "")
+        buckets.setdefault(key, []).append(item)
+    rows = []
+    for (outcome, strategy, detail, init, note), items in buckets.items():
+        by_pattern: dict[str, list[KeyPlan]] = {}
+        patterns = group_keys([i.key for i in items])
+        for item in items:
+            by_pattern.setdefault(next(p for p in patterns if _covers(p, item.key)), []).append(item)
+        for pattern, members in by_pattern.items():
+            sources = [i.source for i in members if i.source]
+            rows.append(
+                {
+                    "outcome": outcome,
+                    "strategy": strategy,
+                    "target": pattern,
+                    "source": ", ".join(group_keys(sources)),
+                    "tensors": len(members),
+                    "elements": sum(i.numel for i in members),
+                    "detail": "; ".join(filter(None, (detail, init, note))),
+                }
+            )
+    reasons: dict[str, list[str]] = {}
+    for dropped in plan.dropped:
+        reasons.setdefault(dropped.reason, []).append(dropped.key)
+    for reason, keys in reasons.items():
+        for pattern in group_keys(keys):
+            count = sum(_covers(pattern, k) for k in keys)
+            rows.append(
+                {
+                    "outcome": "DROPPED",
+                    "strategy": "",
+                    "target": "",
+                    "source": pattern,
+                    "tensors": count,
+                    "elements": None,
+                    "detail": reason,
+                }
+            )
+    return rows
+
+
+def _covers(pattern: str, key: str) -> bool:
+    """Whether a grouped pattern (`layer1.{0..2}.bn1.*`) stands for `key`."""
+    regex = re.escape(pattern).replace(r"\*", r"[^.]+")
+    regex = re.sub(r"\\\{[^}]*\\\}", r"\\d+", regex)
+    return re.fullmatch(regex, key) is not None

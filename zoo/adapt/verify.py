@@ -1,0 +1,149 @@
+"""The numerical proof: run source and target on one seeded input in eval mode and compare what must agree.
+
+A probe names what to read on one side: "" the whole output, an int an item of the output list/dict,
+"name" a submodule's output, "<name" a submodule's input. Target modules may declare their pairs with
+`zoo_verify_pairs() -> [(source_probe, target_probe), ...]` (a backbone: stages vs its feature maps).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+Probe = str | int
+
+
+@dataclass
+class Comparison:
+    source: str
+    target: str
+    shape: tuple[int, ...]
+    max_abs: float
+    max_rel: float
+    passed: bool
+
+
+@dataclass
+class VerifyResult:
+    """What was compared, the largest differences, and whether all of them are within tolerance."""
+
+    mode: str  # "outputs", "features", "head input", or "skipped"
+    passed: bool
+    max_abs: float = 0.0
+    max_rel: float = 0.0
+    rtol: float = 1e-4
+    atol: float = 1e-5
+    input_shape: tuple[int, ...] = ()
+    seed: int = 0
+    comparisons: list[Comparison] = field(default_factory=list)
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _capture(model: nn.Module, probes: Sequence[Probe], x: torch.Tensor) -> list[torch.Tensor]:
+    import torch
+
+    seen: dict[str, torch.Tensor] = {}
+    handles = []
+    for probe in probes:
+        if isinstance(probe, str) and probe:
+            name = probe.lstrip("<")
+            module = model.get_submodule(name)
+            if probe.startswith("<"):
+                handles.append(module.register_forward_pre_hook(lambda m, a, p=probe: seen.__setitem__(p, a[0])))
+            else:
+                handles.append(module.register_forward_hook(lambda m, a, out, p=probe: seen.__setitem__(p, out)))
+    try:
+        with torch.no_grad():
+            output = model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    items = list(output.values()) if isinstance(output, dict) else output
+    result = []
+    for probe in probes:
+        if probe == "":
+            result.append(output)
+        elif isinstance(probe, int):
+            result.append(items[probe])
+        else:
+            result.append(seen[probe])
+    return result
+
+
+def verify(
+    source: nn.Module,
+    target: nn.Module,
+    pairs: Sequence[tuple[Probe, Probe]] = (("", ""),),
+    input_shape: tuple[int, ...] = (1, 3, 224, 224),
+    target_input: str = "same",  # or "mean1": the target takes one channel, the source sees it repeated
+    mode: str = "outputs",
+    seed: int = 0,
+    rtol: float = 1e-4,
+    atol: float = 1e-5,
+) -> VerifyResult:
+    """Compare source and target on `torch.randn(input_shape)` drawn from `seed`; fail over `atol + rtol*max|src|`."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(input_shape, generator=generator)
+    x_target = x[:, :1] if target_input == "mean1" else x
+    x_source = x[:, :1].expand(-1, input_shape[1], -1, -1).contiguous() if target_input == "mean1" else x
+    was = source.training, target.training
+    source.eval()
+    target.eval()
+    try:
+        got_source = _capture(source, [s for s, _ in pairs], x_source)
+        got_target = _capture(target, [t for _, t in pairs], x_target)
+    finally:
+        source.train(was[0])
+        target.train(was[1])
+    result = VerifyResult(mode, True, rtol=rtol, atol=atol, input_shape=tuple(input_shape), seed=seed)
+    for (s_probe, t_probe), a, b in zip(pairs, got_source, got_target, strict=False):
+        a, b = _tensor(a), _tensor(b)
+        if a.shape != b.shape:
+            comparison = Comparison(str(s_probe), str(t_probe), tuple(b.shape), float("inf"), float("inf"), False)
+            result.reason = f"shape {tuple(a.shape)} (source {s_probe or 'output'}) != {tuple(b.shape)}"
+        else:
+            diff = (a.float() - b.float()).abs().max().item() if a.numel() else 0.0
+            scale = a.float().abs().max().item() if a.numel() else 0.0
+            rel = diff / scale if scale else diff
+            comparison = Comparison(str(s_probe), str(t_probe), tuple(b.shape), diff, rel, diff <= atol + rtol * scale)
+        result.comparisons.append(comparison)
+        result.max_abs = max(result.max_abs, comparison.max_abs)
+        result.max_rel = max(result.max_rel, comparison.max_rel)
+        result.passed = result.passed and comparison.passed
+    return result
+
+
+def _tensor(value: Any) -> torch.Tensor:
+    """The tensor in a model output (timm/torchvision return tensors; some return a tuple or a dict)."""
+    import torch
+
+    while not isinstance(value, torch.Tensor):
+        if isinstance(value, dict):
+            value = next(iter(value.values()))
+        elif isinstance(value, list | tuple):
+            value = value[0]
+        else:
+            raise TypeError(f"cannot compare an output of type {type(value).__name__}")
+    return value
+
+
+def looks_initial(state: dict[str, torch.Tensor], keys: Sequence[str]) -> list[str]:
+    """Keys among `keys` whose tensor is one constant 0 or 1 throughout: the mark of a never-trained init."""
+    found = []
+    for key in keys:
+        t = state[key]
+        if t.numel() > 1 and t.is_floating_point():
+            first = t.reshape(-1)[0]
+            if first.item() in (0.0, 1.0) and bool((t == first).all()):
+                found.append(key)
+    return found
