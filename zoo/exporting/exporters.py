@@ -1,0 +1,169 @@
+"""Turn a module into an ONNX ModelProto with the dynamo or the TorchScript exporter, or `auto`.
+
+`auto` policy: dynamo first, TorchScript when dynamo fails (the reason is recorded). Measured on this
+project's 2-core CPU (benchmarks/export.py): dynamo costs about 3-5 s more per model, but it is the
+exporter PyTorch keeps developing, gives a truly symbolic batch dimension (a model that bakes its batch
+size in fails here rather than at inference time), and exports attention under `no_grad`, where the
+TorchScript exporter fails on vit_b_16 (`aten::_native_multi_head_attention`). TorchScript tracing
+catches what dynamo cannot capture (data-dependent Python control flow), at the price of tracing one path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zoo.exporting.errors import ExportError
+
+if TYPE_CHECKING:
+    import onnx
+    import torch
+
+EXPORTERS = ("auto", "dynamo", "torchscript")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_DYNAMO_OP = re.compile(r"No ONNX function found for <OpOverload\(op='([^']+)'")
+_TS_OP = re.compile(r"(?:Exporting the operator|Couldn't export operator) '?([\w:.]+)'?")
+
+
+@dataclass
+class Exported:
+    """An exported ModelProto and how it was made."""
+
+    proto: onnx.ModelProto
+    exporter: str
+    opset: int
+    fallback_reason: str | None
+    seconds: float
+
+
+@dataclass
+class ExportSpec:
+    """What to export: example inputs, which dimensions are symbolic, names and opset."""
+
+    example: torch.Tensor
+    dynamic_batch: bool
+    dynamic_hw: bool
+    input_names: list[str]
+    output_names: list[str]
+    opset: int | None = None
+
+
+def export_module(model: torch.nn.Module, spec: ExportSpec, exporter: str = "auto") -> Exported:
+    """Export `model` with `exporter` (`auto`: dynamo, then TorchScript on failure)."""
+    if exporter not in EXPORTERS:
+        raise ValueError(f"exporter must be one of {EXPORTERS}, not {exporter!r}")
+    if exporter == "torchscript":
+        return _timed(_torchscript, model, spec, None)
+    try:
+        return _timed(_dynamo, model, spec, None)
+    except Exception as dynamo_exc:  # noqa: BLE001 - any capture failure means: try the other exporter
+        if exporter == "dynamo":
+            raise _export_error(spec, {"dynamo": dynamo_exc}) from dynamo_exc
+        reason = f"dynamo: {summarise(dynamo_exc)}"
+        try:
+            return _timed(_torchscript, model, spec, reason)
+        except Exception as ts_exc:  # noqa: BLE001
+            raise _export_error(spec, {"dynamo": dynamo_exc, "torchscript": ts_exc}) from ts_exc
+
+
+def summarise(exc: BaseException) -> str:
+    """One line saying why an exporter failed (the exception summary torch.onnx buries in its message)."""
+    text = _ANSI.sub("", str(exc))
+    match = re.search(r"<class '([^']+)'>: ([^\n]+)", text)
+    if match:
+        return f"{match.group(1).rsplit('.', 1)[-1]}: {match.group(2).strip()}"
+    if isinstance(exc, ModuleNotFoundError):
+        return f"{exc} (pip install onnxscript to use the dynamo exporter)"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return f"{type(exc).__name__}: {first}"[:500]
+
+
+def unsupported_ops(exc: BaseException) -> list[str]:
+    """Operator names an exporter's error says it cannot translate."""
+    text = _ANSI.sub("", str(exc))
+    return sorted(set(_DYNAMO_OP.findall(text)) | {op.strip("'") for op in _TS_OP.findall(text)})
+
+
+def _export_error(spec: ExportSpec, failures: dict[str, BaseException]) -> ExportError:
+    ops = sorted({op for exc in failures.values() for op in unsupported_ops(exc)})
+    reasons = "; ".join(f"{name}: {summarise(exc)}" for name, exc in failures.items())
+    if ops:
+        message = (
+            f"operator {', '.join(ops)} is not supported by the ONNX exporters tried ({reasons}); "
+            "replace it in the model, or register a custom translation"
+        )
+    else:
+        message = f"export failed ({reasons}); set ZOO_DEBUG=1 for the traceback"
+    return ExportError(message, tuple(ops))
+
+
+def _timed(function, model, spec: ExportSpec, reason: str | None) -> Exported:
+    start = time.perf_counter()
+    proto, name = function(model, spec)
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    return Exported(proto, name, opset, reason, time.perf_counter() - start)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """torch.onnx prints progress and graphs to stdout and warns freely: keep the CLI's output clean."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _dynamo(model, spec: ExportSpec) -> tuple[onnx.ModelProto, str]:
+    import torch
+
+    dims: dict[int, Any] = {}
+    if spec.dynamic_batch:
+        dims[0] = torch.export.Dim("batch", min=1)
+    if spec.dynamic_hw:
+        dims[2] = torch.export.Dim("height", min=1)
+        dims[3] = torch.export.Dim("width", min=1)
+    with _quiet(), torch.no_grad():
+        program = torch.onnx.export(
+            model,
+            (spec.example,),
+            dynamo=True,
+            verbose=False,
+            input_names=spec.input_names,
+            output_names=spec.output_names,
+            opset_version=spec.opset,
+            dynamic_shapes=(dims,) if dims else None,
+        )
+        return program.model_proto, "dynamo"
+
+
+def _torchscript(model, spec: ExportSpec) -> tuple[onnx.ModelProto, str]:
+    import onnx
+    import torch
+
+    axes: dict[int, str] = {}
+    if spec.dynamic_batch:
+        axes[0] = "batch"
+    if spec.dynamic_hw:
+        axes |= {2: "height", 3: "width"}
+    dynamic_axes = {name: dict(axes) for name in spec.input_names} if axes else None
+    if dynamic_axes and spec.dynamic_batch:
+        dynamic_axes |= {name: {0: "batch"} for name in spec.output_names}
+    with tempfile.TemporaryDirectory(prefix="zoo-export-") as tmp, _quiet(), torch.no_grad():
+        path = Path(tmp) / "model.onnx"  # a file, not bytes: models over 2 GB need external data
+        torch.onnx.export(
+            model,
+            (spec.example,),
+            str(path),
+            dynamo=False,
+            input_names=spec.input_names,
+            output_names=spec.output_names,
+            opset_version=spec.opset,
+            dynamic_axes=dynamic_axes,
+        )
+        return onnx.load(str(path)), "torchscript"

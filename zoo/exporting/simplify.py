@@ -1,0 +1,58 @@
+"""Simplify an ONNX model with onnxsim, counting nodes before and after; never fatal."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import onnx
+
+_PROTOBUF_LIMIT = 2**31 - 1
+
+
+@dataclass
+class Simplified:
+    """The simplified model (None when onnxsim failed or was not applied) and what happened."""
+
+    proto: onnx.ModelProto | None
+    nodes_before: int
+    nodes_after: int
+    note: str | None
+    seconds: float
+
+
+def count_nodes(proto: onnx.ModelProto) -> int:
+    """Nodes in the main graph and every subgraph (If/Loop bodies)."""
+    total = 0
+    stack = [proto.graph]
+    while stack:
+        graph = stack.pop()
+        for node in graph.node:
+            total += 1
+            for attr in node.attribute:
+                if attr.HasField("g"):
+                    stack.append(attr.g)
+                stack.extend(attr.graphs)
+    return total
+
+
+def simplify(proto: onnx.ModelProto, check: bool = False) -> Simplified:
+    """onnxsim.simplify `proto`; `check` asks onnxsim to compare outputs itself (used without --verify)."""
+    start = time.perf_counter()
+    before = count_nodes(proto)
+    try:
+        import onnxsim
+    except ImportError:
+        return Simplified(None, before, before, "onnxsim is not installed (pip install onnxsim)", 0.0)
+    if proto.ByteSize() > _PROTOBUF_LIMIT:
+        return Simplified(None, before, before, "onnxsim cannot take a model over 2 GB", 0.0)
+    try:
+        result, ok = onnxsim.simplify(proto, check_n=1 if check else 0)
+    except Exception as exc:  # noqa: BLE001 - any failure: keep the unsimplified model and say why
+        note = f"onnxsim failed ({type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc) else ''})"
+        return Simplified(None, before, before, note, time.perf_counter() - start)
+    if not ok:
+        return Simplified(None, before, before, "onnxsim's own check failed", time.perf_counter() - start)
+    return Simplified(result, before, count_nodes(result), None, time.perf_counter() - start)
