@@ -115,11 +115,12 @@ def download(
                     resumed_from = 0
                 break
             except TransientError as exc:
-                attempt += 1
+                written = part.stat().st_size
+                attempt = 1 if written > offset else attempt + 1  # progress made: the count starts again
                 if attempt > retries():
-                    raise TransientError(f"{exc} (gave up after {attempt} attempts)") from None
+                    raise TransientError(f"{exc} (gave up after {attempt} attempts in a row)") from None
                 time.sleep(backoff() * 2 ** (attempt - 1))
-                offset = part.stat().st_size
+                offset = written
                 if hasher.error:
                     raise hasher.error from None
         return Downloaded(hasher.digest(), offset, resumed_from)
