@@ -123,7 +123,7 @@ def _init_module(module: nn.Module, module_name: str, keys: list[str], policy: s
         name: (kind, t)
         for kind, table in (("p", module._parameters), ("b", module._buffers))
         for name, t in table.items()
-        if t is not None and not t.is_meta
+        if t is not None and not t.is_meta and f"{module_name}.{name}".lstrip(".") not in keys
     }
     module.to_empty(device=device, recurse=False)
     own_reset = policy == "default" and hasattr(module, "reset_parameters")

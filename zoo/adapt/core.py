@@ -283,8 +283,7 @@ def check_plan(
 def _materialise_rest(model: nn.Module, plan: LoadPlan, policy: str, target: Target) -> None:
     """Initialise what nothing fed; rebuild non-persistent buffers the meta device left empty."""
     todo = [i.key for i in plan.keys if not i.fed]
-    meta = [k for k in todo if _tensor(model, k).is_meta]
-    how = adapters.materialise(model, meta, policy)
+    how = adapters.materialise(model, todo, policy)
     for item in plan.keys:
         if item.key in how:
             item.init = how[item.key]

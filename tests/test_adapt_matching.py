@@ -1,0 +1,201 @@
+"""zoo adapt on small synthetic modules: every strategy, outcome, refusal and the report's counts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import zoo
+from zoo import Remap, hookimpl
+from zoo.adapt.errors import AmbiguousMatchError, CoverageError, NothingLoadedError, StrictLoadError
+from zoo.adapt.report import group_keys
+
+
+class Net(nn.Module):
+    def __init__(self, classes: int = 10, width: int = 8) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, width, 3, padding=1)
+        self.bn = nn.BatchNorm2d(width)
+        self.fc = nn.Linear(width, classes)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.bn(self.conv(x))).mean((2, 3)))
+
+
+def trained(module: nn.Module) -> nn.Module:
+    torch.manual_seed(1)
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.weight.data.normal_()
+            m.bias.data.normal_()
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2)
+    return module.eval()
+
+
+def outcomes(report) -> dict[str, str]:
+    return {item.key: item.outcome for item in report.plan.keys}
+
+
+def test_exact_match_loads_and_reports_counts():
+    source = trained(Net())
+    model, report = zoo.adapt(Net(), source.state_dict())
+    assert set(outcomes(report).values()) == {"LOADED"}
+    counts = report.plan.counts()
+    assert counts["LOADED"] == {"params": 6, "buffers": 3}
+    assert report.plan.coverage().by_params == 1.0
+    for key, value in source.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value)
+
+
+def test_prefix_strip_and_add_are_recorded():
+    sd = {f"module.{k}": v for k, v in trained(Net()).state_dict().items()}
+    _, report = zoo.adapt(Net(), sd)
+    item = report.plan.by_key()["conv.weight"]
+    assert (item.outcome, item.strategy, item.source) == ("RENAMED", "prefix", "module.conv.weight")
+    assert report.plan.fed_count() == 8
+
+    class Wrapped(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = Net()
+
+    _, report = zoo.adapt(Wrapped(), trained(Net()).state_dict())
+    assert report.plan.by_key()["backbone.fc.bias"].source == "fc.bias"
+
+
+def test_rule_renames_and_regex_errors():
+    sd = {k.replace("conv.", "stem.").replace("fc.", "head."): v for k, v in trained(Net()).state_dict().items()}
+    _, report = zoo.adapt(Net(), sd, rules=[r"^stem\.=>conv.", r"^head\.=>fc."])
+    item = report.plan.by_key()["conv.weight"]
+    assert (item.strategy, item.source, item.outcome) == ("rule", "stem.weight", "RENAMED")
+    with pytest.raises(zoo.ZooError, match="REGEX=>REPLACEMENT"):
+        zoo.adapt(Net(), sd, rules=["no arrow"])
+
+
+def test_registered_remap_plugin_runs_before_rules(add_plugin):
+    class Plugin:
+        @hookimpl
+        def register_remaps(self, register):
+            register(Remap("odd-names", rules=((r"^c0\.", "conv."),), source="*odd*", target="Net"))
+
+    add_plugin(Plugin())
+    sd = {k.replace("conv.", "c0."): v for k, v in trained(Net()).state_dict().items()}
+    from zoo.adapt.core import Source, plan_load
+
+    plan, _ = plan_load(Net(), Source("odd.pth", dict(sd)), "Net")
+    item = plan.by_key()["conv.weight"]
+    assert (item.strategy, item.rule) == ("remap", "remap odd-names")
+
+
+class Renamed(nn.Module):
+    """Net with other names (as another library would name it)."""
+
+    def __init__(self, classes: int = 10, width: int = 8):
+        super().__init__()
+        self.stem = nn.Conv2d(3, width, 3, padding=1)
+        self.norm = nn.BatchNorm2d(width)
+        self.head = nn.Linear(width, classes)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.norm(self.stem(x))).mean((2, 3)))
+
+
+def test_structural_alignment_computes_the_same_function():
+    source = trained(Net())
+    model, report = zoo.adapt(Renamed(), source, verify=True)
+    item = report.plan.by_key()["norm.running_var"]
+    assert (item.strategy, item.source) == ("structure", "bn.running_var")
+    assert report.plan.by_key()["norm.num_batches_tracked"].source == "bn.num_batches_tracked"
+    assert report.verify.passed and report.verify.max_abs == 0.0
+
+
+class TwoConvs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.first = nn.Conv2d(4, 4, 1)
+        self.second = nn.Conv2d(4, 4, 1)
+
+
+def test_ambiguous_structure_raises_listing_candidates():
+    conv = nn.Conv2d(4, 4, 1).state_dict()
+    source = {f"{name}.{leaf}": t for name in ("x", "y", "z") for leaf, t in conv.items()}
+    with pytest.raises(AmbiguousMatchError, match=r"target \[first, second\] vs source \[x, y, z\]") as info:
+        zoo.adapt(TwoConvs(), source)
+    assert info.value.exit_code == 14
+
+
+def test_zero_loaded_raises_with_its_exit_code():
+    with pytest.raises(NothingLoadedError) as info:
+        zoo.adapt(Net(), {"something.else": torch.zeros(5, 5, 5)})
+    assert info.value.exit_code == 10 and info.value.report.plan.fed_count() == 0
+
+
+def test_reshape_skip_missing_and_dropped():
+    class Conv1x1Head(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, padding=1)
+            self.bn = nn.BatchNorm2d(16)  # wrong width: SKIPPED_SHAPE
+            self.fc = nn.Conv2d(8, 10, 1)  # a Linear stored as a 1x1 conv: RESHAPED
+            self.extra = nn.Linear(4, 4)  # nothing feeds it: MISSING
+
+    source = trained(Net())
+    model, report = zoo.adapt(Conv1x1Head(), source.state_dict(), init="xavier")
+    got = outcomes(report)
+    assert got["fc.weight"] == "RESHAPED" and got["bn.weight"] == "SKIPPED_SHAPE" and got["extra.weight"] == "MISSING"
+    assert report.plan.by_key()["extra.weight"].init == "xavier_uniform"
+    assert report.plan.by_key()["extra.bias"].init == "zeros"
+    assert torch.equal(model.fc.weight.flatten(), source.fc.weight.flatten())
+    assert not any(t.is_meta for t in model.state_dict().values())
+    dropped = {d.key: d.reason for d in report.plan.dropped}
+    assert "bn.running_mean" in dropped and "SKIPPED_SHAPE" in dropped["bn.running_mean"]
+    assert report.plan.counts()["SKIPPED_SHAPE"] == {"params": 2, "buffers": 2}  # num_batches_tracked fits
+
+
+def test_strict_expect_missing_and_min_coverage():
+    class Bigger(Net):
+        def __init__(self):
+            super().__init__()
+            self.extra = nn.Linear(8, 8)
+
+    sd = trained(Net()).state_dict()
+    with pytest.raises(StrictLoadError, match="extra") as info:
+        zoo.adapt(Bigger(), sd, strict=True)
+    assert info.value.exit_code == 11
+    _, report = zoo.adapt(Bigger(), sd, strict=True, expect_missing=["extra.*"])
+    assert report.plan.coverage().by_params < 1
+    with pytest.raises(CoverageError) as info:
+        zoo.adapt(Bigger(), sd, min_coverage=0.99)
+    assert info.value.exit_code == 12
+
+
+def test_num_batches_tracked_missing_in_source_is_not_a_problem():
+    sd = {k: v for k, v in trained(Net()).state_dict().items() if not k.endswith("num_batches_tracked")}
+    _, report = zoo.adapt(Net(), sd, strict=True)
+    item = report.plan.by_key()["bn.num_batches_tracked"]
+    assert item.outcome == "MISSING" and "eval never reads it" in item.note
+    assert report.plan.coverage().by_tensors == 1.0
+
+
+def test_grouping_and_json_report(tmp_path):
+    keys = [f"layer1.{i}.bn1.{leaf}" for i in range(3) for leaf in ("weight", "bias")] + ["fc.weight"]
+    assert group_keys(keys) == ["layer1.{0..2}.bn1.*", "fc.weight"]
+    _, report = zoo.adapt(Net(), trained(Net()).state_dict(), report_path=tmp_path / "r.json", dry_run=True)
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert len(data["keys"]) == 9 and data["coverage_by_module"]["bn"]["tensors"] == 4
+    assert data["counts"]["LOADED"] == {"params": 6, "buffers": 3}
+
+
+def test_output_is_written_atomically_in_both_formats(tmp_path):
+    from safetensors.torch import load_file
+
+    source = trained(Net())
+    zoo.adapt(Net(), source.state_dict(), output=tmp_path / "a.safetensors")
+    zoo.adapt(Net(), source.state_dict(), output=tmp_path / "a.pth")
+    assert torch.equal(load_file(tmp_path / "a.safetensors")["fc.weight"], source.fc.weight)
+    assert torch.equal(torch.load(tmp_path / "a.pth")["bn.running_var"], source.bn.running_var)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pth", "a.safetensors"]
