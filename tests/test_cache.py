@@ -133,3 +133,15 @@ def test_fetch_url_in_a_real_process_prints_the_verified_path(http_server):  # n
         [sys.executable, "-m", "zoo", "fetch", http_server.url("missing.bin")], capture_output=True, text=True,
     )
     assert wrong.returncode == 5 and "404" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
+def test_prune_spares_a_download_in_progress():
+    from filelock import FileLock
+
+    key = "busy-01234567.pth"
+    cache.weights_dir().mkdir(parents=True)
+    cache.part_path(key).write_bytes(b"partial")
+    cache.lock_path(key).parent.mkdir(parents=True)
+    with FileLock(str(cache.lock_path(key))):
+        assert cache.prune() == [] and cache.part_path(key).exists()
+    assert cache.prune() == [cache.part_path(key)] and not cache.part_path(key).exists()

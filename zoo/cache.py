@@ -205,6 +205,7 @@ def prune(older_than_s: float = 0.0, dry_run: bool = False) -> list[Path]:
             key = meta.relative_to(meta_root).as_posix()[: -len(".json")]
             if not (root / key).is_file():
                 doomed.append(meta)
+    doomed = [p for p in doomed if not (p.name.endswith(".part") and _in_use(p.relative_to(root).as_posix()[:-5]))]
     if not dry_run:
         for path in doomed:
             path.unlink(missing_ok=True)
@@ -212,3 +213,17 @@ def prune(older_than_s: float = 0.0, dry_run: bool = False) -> list[Path]:
             if folder.name != LOCK_DIR and not any(folder.iterdir()):
                 folder.rmdir()
     return doomed
+
+
+def _in_use(key: str) -> bool:
+    """Whether a download of `key` is running now (another process holds its lock)."""
+    from filelock import FileLock, Timeout
+
+    path = lock_path(key)
+    if not path.exists():
+        return False
+    try:
+        with FileLock(str(path), timeout=0):
+            return False
+    except Timeout:
+        return True

@@ -77,8 +77,10 @@ def fetch_command(
     if json_output:
         print_json([r.to_dict() for r in results])
         return
-    rows = [(r.name or "-", r.tag or "-", _mb(r.size), r.sha256[:16], r.source, r.path) for r in results]
-    console.print(table(None, ("model", "weights", "size", "sha256", "source", "path"), rows))
+    rows = [(r.name or "-", r.tag or "-", _mb(r.size), r.sha256[:16], r.source) for r in results]
+    console.print(table(None, ("model", "weights", "size", "sha256", "source"), rows))
+    for result in results:
+        console.print(str(result.path), soft_wrap=True, highlight=False)
 
 
 @app.command("import")

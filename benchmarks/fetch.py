@@ -1,0 +1,122 @@
+"""Benchmark: `zoo fetch` vs `torch.hub.download_url_to_file` (with hash_prefix) vs `curl -o`, on loopback.
+
+Generates 100 MB and 500 MB files in a temp dir, serves them with tests/http_server.py in a separate
+process, and prints the median time and throughput of each, and the ratios the issue sets targets for:
+in-process zoo (full sha256) >= 1.4x torch.hub's throughput; `zoo fetch URL --sha256` as a whole
+process within 1.1x of `curl -o` (which hashes nothing).
+
+    python benchmarks/fetch.py [--sizes 100,500] [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVER = """
+import sys, time
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+from http_server import FileServer
+server = FileServer().start()
+for path in sys.argv[1:]:
+    server.add(Path(path).name, Path(path))
+print(server.base_url, flush=True)
+while True:
+    time.sleep(3600)
+"""
+
+
+def make_file(directory: Path, megabytes: int) -> tuple[Path, str]:
+    path = directory / f"bench-{megabytes}mb.bin"
+    digest = hashlib.sha256()
+    with open(path, "wb") as out:
+        block = os.urandom(1 << 20)
+        for i in range(megabytes):
+            chunk = block[:-8] + i.to_bytes(8, "little")
+            digest.update(chunk)
+            out.write(chunk)
+    return path, digest.hexdigest()
+
+
+def timed(function) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100,500", help="file sizes in MB")
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+
+    import torch.hub
+
+    import zoo
+    from zoo.fetching import fetch_url
+
+    work = Path(tempfile.mkdtemp(prefix="zoo-bench-"))
+    os.environ["ZOO_HOME"] = str(work / "home")
+    files = [make_file(work, int(size)) for size in args.sizes.split(",")]
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER.format(tests=str(ROOT / "tests")), *(str(p) for p, _ in files)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    base = server.stdout.readline().strip()
+    curl = shutil.which("curl")
+    print(f"zoo {zoo.__version__}, torch {torch.__version__}, {os.cpu_count()} CPUs, loopback {base}")
+    try:
+        for path, sha in files:
+            url = f"{base}/{path.name}"
+            size_mb = path.stat().st_size / 1e6
+            out = work / "out.bin"
+
+            def run_zoo():
+                result = fetch_url(url, sha256=sha, force=True)
+                assert result.sha256 == sha
+
+            def run_hub():
+                torch.hub.download_url_to_file(url, str(out), hash_prefix=sha[:8], progress=False)
+
+            def run_zoo_cli():
+                subprocess.run([sys.executable, "-m", "zoo", "fetch", url, "--sha256", sha, "--force", "--json"],
+                               check=True, stdout=subprocess.DEVNULL)
+
+            def run_curl():
+                subprocess.run([curl, "-s", "-o", str(out), url], check=True)
+
+            runs = {"zoo (in-process, sha256)": run_zoo, "torch.hub (hash_prefix)": run_hub,
+                    "zoo fetch (process, --sha256)": run_zoo_cli}
+            if curl:
+                runs["curl -o (process, no hash)"] = run_curl
+            times: dict[str, list[float]] = {name: [] for name in runs}
+            for _ in range(args.repeat):
+                for name, function in runs.items():  # interleaved, so load on the machine hits all alike
+                    times[name].append(timed(function))
+                    out.unlink(missing_ok=True)
+            medians = {name: statistics.median(t) for name, t in times.items()}
+            print(f"\n{path.name} ({size_mb:.0f} MB), median of {args.repeat}:")
+            for name, median in medians.items():
+                print(f"  {name:32s} {median:7.3f} s  {size_mb / 1000 / median:5.2f} GB/s")
+            hub = medians["torch.hub (hash_prefix)"] / medians["zoo (in-process, sha256)"]
+            print(f"  zoo in-process vs torch.hub: {hub:.2f}x throughput (target >= 1.4x)")
+            if curl:
+                ratio = medians["zoo fetch (process, --sha256)"] / medians["curl -o (process, no hash)"]
+                print(f"  zoo fetch process vs curl -o: {ratio:.2f}x time (target <= 1.1x)")
+    finally:
+        server.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
