@@ -58,3 +58,15 @@ def register_architectures(register: Callable) -> None:
 
     Called when a target name is resolved. `architecture.builder(**kwargs)` returns the `nn.Module`.
     """
+
+
+@hookspec
+def register_flop_formulas(register: Callable) -> None:
+    """Contribute MAC formulas for `zoo profile`: call `register(target, formula, overrides=None)`.
+
+    Called each time a model is profiled. `target` is an aten op (`torch.ops.mylib.scale`, or its name
+    `"mylib::scale"`) or an `nn.Module` subclass. An op formula is called as `formula(*args, out=output,
+    **kwargs)` with the op's tensors (often on the meta device) and returns its multiply-accumulates; a
+    module formula is called as `formula(module, inputs, output)` and its count replaces that of every
+    op run inside the module.
+    """
