@@ -145,3 +145,8 @@ def test_prune_spares_a_download_in_progress():
     with FileLock(str(cache.lock_path(key))):
         assert cache.prune() == [] and cache.part_path(key).exists()
     assert cache.prune() == [cache.part_path(key)] and not cache.part_path(key).exists()
+
+
+def test_a_pattern_matching_nothing_is_an_error():
+    result = _run("fetch", "no_such_model_*")
+    assert result.exit_code == 4 and "no_such_model_*" in result.output

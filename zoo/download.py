@@ -18,8 +18,8 @@ from pathlib import Path
 
 from zoo.sources import NETWORK_ERRORS, OpenedSource, TransientError
 
-CHUNK = 1 << 20
-BUFFERS = 8
+CHUNK = 4 << 20
+BUFFERS = 6
 Progress = Callable[[int, int | None], None]  # (bytes so far, total or None)
 
 

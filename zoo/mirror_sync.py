@@ -14,6 +14,7 @@ from pathlib import Path
 
 from zoo import catalogues
 from zoo.download import Progress
+from zoo.errors import UnknownModelError
 from zoo.fetching import FetchResult, fetch
 from zoo.records import Selection
 
@@ -26,7 +27,10 @@ def selections_for(patterns: list[str], all_tags: bool = False) -> list[Selectio
     found: list[Selection] = []
     for pattern in patterns:
         if any(c in pattern for c in "*?["):
-            for entry in registry.select([pattern], pretrained=True):
+            entries = registry.select([pattern], pretrained=True)
+            if not entries:
+                raise UnknownModelError(f"no model with weights matches {pattern!r} (see `zoo list --pretrained`)")
+            for entry in entries:
                 weights = entry.weights if all_tags else entry.weights[:1]
                 found.extend(Selection(entry, w) for w in weights)
         else:
