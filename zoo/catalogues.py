@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 
 from zoo.plugins import get_plugins
@@ -24,17 +23,31 @@ def reset() -> None:
     _cache.clear()
 
 
-def _register_model(registry: ModelRegistry, plugin: str, entry: ModelEntry, overrides: str | None = None) -> None:
-    if entry.plugin != plugin:
-        entry = replace(entry, plugin=plugin)
-    registry.add(entry, overrides)
+class ModelRegister:
+    """The `register` callback `register_models` receives: `register(entry, overrides=None)`.
+
+    `register.entries()` lists the entries registered so far (by the plugins loaded before this one), so
+    that a plugin can rewrite them, e.g. a company mirror re-registering each with `overrides=entry.plugin`.
+    """
+
+    def __init__(self, registry: ModelRegistry, plugin: str) -> None:
+        self._registry, self.plugin = registry, plugin
+
+    def __call__(self, entry: ModelEntry, overrides: str | None = None) -> None:
+        if entry.plugin != self.plugin:
+            entry = replace(entry, plugin=self.plugin)
+        self._registry.add(entry, overrides)
+
+    def entries(self) -> list[ModelEntry]:
+        """A snapshot of the entries registered so far, in registration order."""
+        return list(self._registry)
 
 
 def models() -> ModelRegistry:
     """Every model entry: from plugins, then from the files named in ZOO_REGISTRY (os.pathsep-separated)."""
     if "models" not in _cache:
         registry = ModelRegistry()
-        get_plugins().collect("register_models", lambda plugin: partial(_register_model, registry, plugin))
+        get_plugins().collect("register_models", lambda plugin: ModelRegister(registry, plugin))
         for path in filter(None, os.environ.get("ZOO_REGISTRY", "").split(os.pathsep)):
             origin = f"ZOO_REGISTRY:{Path(path).name}"
             for entry in read_registry_file(path, plugin=origin):

@@ -20,7 +20,8 @@ def register_models(register: Callable) -> None:
 
     Called when the registry is first needed. `overrides` names the plugin whose record with the same
     `family:name` this one replaces; without it, a duplicate name is an error naming both plugins.
-    `zoo.read_registry_file(path, plugin=...)` turns a registry TOML file into entries.
+    `register.entries()` lists the entries registered so far (plugins loaded earlier), for a plugin that
+    rewrites them (a company mirror). `zoo.read_registry_file(path, plugin=...)` turns a TOML file into entries.
     """
 
 

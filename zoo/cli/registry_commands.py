@@ -1,8 +1,7 @@
-"""`zoo list`, `zoo info` and `zoo plugins`: read the registry, never import torch."""
+"""`zoo list` and `zoo info`: read the registry, never import torch (`zoo plugins` is in plugin_commands)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Annotated
 
 import typer
@@ -11,7 +10,6 @@ from zoo import api, catalogues
 from zoo.cache import cached_path, is_cached
 from zoo.cli.app import app
 from zoo.cli.output import console, print_json, table
-from zoo.plugins import get_plugins
 from zoo.records import ModelEntry, WeightSet
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -73,35 +71,6 @@ def info_command(
     for w in entry.weights:
         check = f"sha256 {w.sha256}" if w.sha256 else f"sha256 prefix {w.hash_prefix}" if w.hash_prefix else "no hash"
         console.print(f"{w.tag}: {w.url} ({check})", soft_wrap=True)
-
-
-@app.command("plugins")
-def plugins_command(json_output: JsonOption = False) -> None:
-    """Show each plugin: origin, version, hooks, what it contributed and overrides, or why it is broken."""
-    plugins = get_plugins()
-    counts = catalogues.contributions()
-    overrides = catalogues.overrides()
-    infos = list(plugins.infos.values())
-    if json_output:
-        print_json({
-            "plugins": [asdict(i) | {"contributed": counts.get(i.name, {})} for i in infos],
-            "overrides": [asdict(o) for o in overrides],
-        })
-        return
-    rows = [
-        (
-            i.name,
-            i.origin,
-            i.version or "",
-            ", ".join(i.hooks),
-            ", ".join(f"{n} {k}" for k, n in counts.get(i.name, {}).items()),
-            f"BROKEN: {i.error}" if i.broken else "ok",
-        )
-        for i in infos
-    ]
-    console.print(table(None, ("plugin", "origin", "version", "hooks", "contributed", "status"), rows))
-    for o in overrides:
-        console.print(f"{o.winner} overrides {o.loser}'s {o.kind} {o.name}")
 
 
 def _entry_summary(entry: ModelEntry) -> dict:
