@@ -13,8 +13,22 @@ from zoo import catalogues
 from zoo.profiling import profile
 
 # Heavy models (hundreds of millions of parameters, or slow to build): run with the slow marker.
-SLOW = ("vit_h_14", "vit_l_16", "vit_l_32", "regnet_y_128gf", "regnet_y_32gf", "regnet_x_32gf", "regnet_y_16gf",
-        "regnet_x_16gf", "swin_v2_b", "swin_v2_s", "swin_b", "swin_s", "efficientnet_b7", "efficientnet_v2_l")
+SLOW = (
+    "vit_h_14",
+    "vit_l_16",
+    "vit_l_32",
+    "regnet_y_128gf",
+    "regnet_y_32gf",
+    "regnet_x_32gf",
+    "regnet_y_16gf",
+    "regnet_x_16gf",
+    "swin_v2_b",
+    "swin_v2_s",
+    "swin_b",
+    "swin_s",
+    "efficientnet_b7",
+    "efficientnet_v2_l",
+)
 
 # Builder arguments that give the architecture the published weights were trained with.
 BUILD_ARGS = {"googlenet": {"aux_logits": False}}
