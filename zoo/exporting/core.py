@@ -187,7 +187,13 @@ def _reference(net: nn.Module, inputs: list, device: str) -> tuple[list, list[st
     import torch
 
     with torch.no_grad():
-        _, names = verifying.flatten_outputs(net(inputs[0].to(device)))
+        try:
+            outputs = net(inputs[0].to(device))
+        except Exception as exc:  # noqa: BLE001 - a model that cannot run on the input: say so in one line
+            shape = "x".join(map(str, inputs[0].shape))
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserInputError(f"the model fails on an input of shape {shape} ({first}); check --input") from exc
+        _, names = verifying.flatten_outputs(outputs)
     return verifying.reference_outputs(net, inputs, device), names
 
 

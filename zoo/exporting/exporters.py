@@ -60,7 +60,10 @@ def export_module(model: torch.nn.Module, spec: ExportSpec, exporter: str = "aut
     if exporter not in EXPORTERS:
         raise ValueError(f"exporter must be one of {EXPORTERS}, not {exporter!r}")
     if exporter == "torchscript":
-        return _timed(_torchscript, model, spec, None)
+        try:
+            return _timed(_torchscript, model, spec, None)
+        except Exception as ts_exc:  # noqa: BLE001
+            raise _export_error(spec, {"torchscript": ts_exc}) from ts_exc
     try:
         return _timed(_dynamo, model, spec, None)
     except Exception as dynamo_exc:  # noqa: BLE001 - any capture failure means: try the other exporter

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import UserInputError
+from zoo.records import Selection
 from zoo.targets import Target, build_target
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ def load_source(spec: str | nn.Module, weights: str | None, kwargs: dict[str, An
         return _source(target, "none", None, weight_set)
     if weights is not None and _is_file(weights):
         path = Path(weights).expanduser()
-        _load_state_dict(target.model, _read_checkpoint(path), str(path))
+        _load_file(target.model, path)
         return _source(target, str(path), _sha256(path), weight_set)
     if target.selection is None:
         if weights is not None:
@@ -55,9 +56,8 @@ def load_source(spec: str | nn.Module, weights: str | None, kwargs: dict[str, An
             )
     if weight_set is None:
         return _source(target, "none", None, None)
-    path, sha256 = _fetch(f"{entry.qualified_name}.{weight_set.tag}")
-    _load_state_dict(target.model, _read_checkpoint(path), f"{entry.qualified_name}.{weight_set.tag}")
-    return _source(target, weight_set.tag, sha256 or weight_set.sha256, weight_set)
+    sha256 = _load_registry(target.model, Selection(entry, weight_set))
+    return _source(target, weight_set.tag, sha256, weight_set)
 
 
 def _source(target: Target, weights: str, sha256: str | None, weight_set) -> Source:
@@ -81,52 +81,20 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fetch(name: str) -> tuple[Path, str | None]:
-    """Download (or find in the cache) a registry weight set through zoo.fetching."""
+def _load_registry(model: nn.Module, selection: Selection) -> str:
+    """Fetch the selection's weights through zoo.fetching (cache, mirrors, verification), load them; the sha256."""
     from zoo.fetching import fetch
+    from zoo.loading import apply_remap, load_checkpoint, load_into
 
-    result = fetch(name)
-    if isinstance(result, list | tuple):
-        result = result[0]
-    path = Path(getattr(result, "path", result))
-    return path, getattr(result, "sha256", None)
+    result = fetch(selection)
+    state_dict = apply_remap(selection.entry.remap, load_checkpoint(result.path).state_dict, model)
+    load_into(model, state_dict, f"{selection.name} ({result.path.name})")
+    return result.sha256
 
 
-def _read_checkpoint(path: Path) -> dict:
+def _load_file(model: nn.Module, path: Path) -> None:
+    from zoo.loading import load_checkpoint, load_into
+
     if not path.is_file():
         raise UserInputError(f"weights file {str(path)!r} does not exist")
-    try:
-        from zoo.loading import load_checkpoint
-    except ImportError:  # zoo.loading not installed yet: plain safe loading
-        return _plain_load(path)
-    return load_checkpoint(path).state_dict
-
-
-def _plain_load(path: Path) -> dict:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    import torch
-
-    data = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model", "model_state"):
-        if isinstance(data, dict) and isinstance(data.get(key), dict):
-            data = data[key]
-    return {k.removeprefix("module."): v for k, v in data.items()}
-
-
-def _load_state_dict(model: nn.Module, state_dict: dict, what: str) -> None:
-    try:
-        missing, unexpected = model.load_state_dict(state_dict, strict=False)
-    except RuntimeError as exc:  # shape mismatches
-        detail = str(exc).strip().splitlines()[-1].strip()
-        raise UserInputError(f"weights {what} do not fit the model: {detail}; use `zoo adapt` to remap them") from None
-    if missing or unexpected:
-        def show(keys):
-            return ", ".join(list(keys)[:3]) + (" ..." if len(keys) > 3 else "")
-
-        raise UserInputError(
-            f"weights {what} do not fit the model: {len(missing)} missing keys ({show(missing)}), "
-            f"{len(unexpected)} unexpected ({show(unexpected)}); use `zoo adapt` to remap them"
-        )
+    load_into(model, load_checkpoint(path).state_dict, str(path))

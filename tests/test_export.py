@@ -1,0 +1,347 @@
+"""zoo export: real exporters, real onnxsim, real onnxruntime, on small models."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from zoo.cli.app import app
+from zoo.exporting import ExportError, VerificationError, export
+from zoo.exporting.metadata import read_metadata
+
+TINY = '''
+import torch
+from torch import nn
+
+
+class TinyCNN(nn.Module):
+    def __init__(self, classes=10):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.head = nn.Linear(8, classes)
+
+    def forward(self, x):
+        x = torch.relu(self.bn(self.conv(x)))
+        return self.head(x.mean((2, 3)))
+
+
+class Backbone(nn.Module):
+    """Several named outputs, as a detection backbone from `zoo adapt` gives."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.stage2 = nn.Conv2d(8, 16, 3, stride=2, padding=1)
+        self.stage3 = nn.Conv2d(16, 32, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        c1 = torch.relu(self.stem(x))
+        c2 = torch.relu(self.stage2(c1))
+        return {"c2": c2, "c3": torch.relu(self.stage3(c2))}
+
+
+class DataDependent(TinyCNN):
+    """Python control flow on a tensor's value: torch.export cannot capture it, tracing takes one path."""
+
+    def forward(self, x):
+        y = super().forward(x)
+        if y.abs().max() > 1e6:
+            y = y / y.abs().max()
+        return y
+
+
+class Eigen(nn.Module):
+    """An operator that no ONNX exporter translates."""
+
+    def forward(self, x):
+        return torch.linalg.eigvals(x[:, 0]).real
+
+
+class ExportsDifferently(TinyCNN):
+    """Computes something else while being exported: verification must catch it."""
+
+    def forward(self, x):
+        exporting = torch.jit.is_tracing() or torch.compiler.is_exporting()
+        return super().forward(x) * (2.0 if exporting else 1.0)
+
+
+def tiny_vit():
+    from torchvision.models import VisionTransformer
+
+    return VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64,
+                             num_classes=10)
+'''
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    """The path of a file of tiny modules, for MODEL specs like `tiny.py:TinyCNN`."""
+    path = tmp_path / "tiny_models.py"
+    path.write_text(textwrap.dedent(TINY))
+    return str(path)
+
+
+def cli(*args: str):
+    result = runner.invoke(app, list(args))
+    return result
+
+
+def leftovers(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def run_onnx(path, x: np.ndarray) -> list[np.ndarray]:
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x})
+
+
+def assert_checked_at_batches(report: dict, batches=(1, 2, 3)) -> None:
+    checks = report["verification"]["checks"]
+    assert [c["input_shape"][0] for c in checks] == list(batches)
+    assert all(c["passed"] for c in checks)
+
+
+def test_resnet18_from_a_weights_file_exports_verifies_and_records_metadata(tmp_path):
+    import torchvision
+
+    model = torchvision.models.resnet18()
+    weights = tmp_path / "resnet18-real-layout.pth"
+    torch.save(model.state_dict(), weights)
+    out = tmp_path / "r18.onnx"
+    result = cli("export", "resnet18", "-o", str(out), "--weights", str(weights), "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["exporter"] == "dynamo" and report["fallback_reason"] is None
+    assert report["verified"] and not report["verification"]["degenerate_reference"]
+    assert_checked_at_batches(report)
+    assert report["verification"]["max_abs"] < 1e-4 and report["verification"]["min_cosine"] > 0.99999
+    assert report["nodes_before"] >= report["nodes_after"] > 0
+    meta = read_metadata(str(out))
+    import hashlib
+
+    assert meta["zoo.model"] == "resnet18" and meta["zoo.weights"] == str(weights)
+    assert meta["zoo.weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert meta["zoo.exporter"] == "dynamo" and int(meta["zoo.opset"]) == report["opset"] >= 17
+    assert json.loads(meta["zoo.input_shape"]) == [1, 3, 224, 224]
+    assert json.loads(meta["zoo.mean"]) == pytest.approx([0.485, 0.456, 0.406])
+    assert meta["zoo.version"]
+    # The file is what it claims: the batch is symbolic and the weights are the file's.
+    x = torch.randn(3, 3, 224, 224)
+    with torch.no_grad():
+        model.load_state_dict(torch.load(weights))
+        expected = model.eval()(x).numpy()
+    np.testing.assert_allclose(run_onnx(out, x.numpy())[0], expected, atol=1e-4, rtol=1e-3)
+    assert leftovers(tmp_path) == []
+
+
+def test_mobilenet_v3_small_random_init_is_a_degenerate_reference(tmp_path):
+    """torchvision's init gives mobilenet_v3_small outputs of ~1e-9: comparing with them proves nothing."""
+    out = tmp_path / "mnv3.onnx"
+    report = export("mobilenet_v3_small", out, weights="none", exporter="torchscript").to_dict()
+    verification = report["verification"]
+    assert verification["degenerate_reference"] and verification["seeded_weights"] == 0
+    assert_checked_at_batches(report)
+    assert any("seeded" in note for note in report["notes"])
+    # The seeded copy's outputs are non-trivial: the comparison had something to compare.
+    assert all(o["cosine"] > 0.9999 and o["top1"] == 1.0 for c in verification["checks"] for o in c["outputs"])
+    assert run_onnx(out, np.zeros((2, 3, 224, 224), np.float32))[0].shape == (2, 1000)
+
+
+def test_small_vit_exports_with_dynamo_where_torchscript_fails(tiny, tmp_path):
+    out = tmp_path / "vit.onnx"
+    report = export(f"{tiny}:tiny_vit", out, weights="none", input_shape=(1, 3, 32, 32))
+    assert report.exporter == "dynamo" and report.verified
+    assert report.verification.degenerate_reference  # zero-initialised head, as vit_b_16 without weights
+    assert [c.input_shape[0] for c in report.verification.checks] == [1, 2, 3]
+    with pytest.raises(ExportError, match="_native_multi_head_attention") as failure:
+        export(f"{tiny}:tiny_vit", tmp_path / "vit-ts.onnx", input_shape=(1, 3, 32, 32), exporter="torchscript")
+    assert "aten::_native_multi_head_attention" in failure.value.unsupported_ops
+    assert not (tmp_path / "vit-ts.onnx").exists()
+
+
+def test_backbone_with_several_outputs_gets_named_outputs(tiny, tmp_path):
+    out = tmp_path / "backbone.onnx"
+    report = export(f"{tiny}:Backbone", out, input_shape=(1, 3, 64, 64), dynamic_hw=True)
+    assert report.output_names == ["c2", "c3"] and report.verified
+    shapes = [c.input_shape for c in report.verification.checks]
+    assert shapes[-1] == [3, 3, 96, 96]  # the second H x W of --dynamic-hw
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [o.name for o in sess.get_outputs()] == ["c2", "c3"]
+    c2, c3 = sess.run(None, {"input": np.random.rand(2, 3, 128, 96).astype(np.float32)})
+    assert c2.shape == (2, 16, 32, 24) and c3.shape == (2, 32, 16, 12)
+
+
+def test_fp16_halves_the_file_and_keeps_float32_io(tiny, tmp_path):
+    from zoo.references import import_reference
+
+    model = import_reference(f"{tiny}:TinyCNN")(classes=4000)
+    weights = tmp_path / "tiny.safetensors"
+    from safetensors.torch import save_file
+
+    save_file(model.state_dict(), weights)
+    full, half = tmp_path / "fp32.onnx", tmp_path / "fp16.onnx"
+    args = dict(weights=str(weights), input_shape=(1, 3, 16, 16), kwargs={"classes": 4000}, exporter="torchscript")
+    export(f"{tiny}:TinyCNN", full, **args)
+    report = export(f"{tiny}:TinyCNN", half, fp16=True, **args)
+    assert report.verified and report.fp16 and report.verification.atol == 5e-2
+    assert 0.4 < half.stat().st_size / full.stat().st_size < 0.6
+    proto = onnx.load(str(half))
+    float32 = onnx.TensorProto.FLOAT
+    assert proto.graph.input[0].type.tensor_type.elem_type == float32
+    assert proto.graph.output[0].type.tensor_type.elem_type == float32
+    dtypes = {t.data_type for t in proto.graph.initializer}
+    assert onnx.TensorProto.FLOAT16 in dtypes and onnx.TensorProto.FLOAT not in dtypes
+    assert read_metadata(str(half))["zoo.precision"] == "fp16"
+    x = np.random.default_rng(0).standard_normal((2, 3, 16, 16), dtype=np.float32)
+    np.testing.assert_allclose(run_onnx(half, x)[0], run_onnx(full, x)[0], atol=5e-2, rtol=5e-2)
+
+
+def test_external_data_uses_a_relative_path_and_survives_a_move(tiny, tmp_path):
+    out = tmp_path / "a" / "ext.onnx"
+    report = export(f"{tiny}:TinyCNN", out, input_shape=(1, 3, 16, 16), exporter="torchscript",
+                    external_data="always", kwargs={"classes": 300})
+    assert report.external_data == "ext.onnx.data" and (tmp_path / "a" / "ext.onnx.data").is_file()
+    proto = onnx.load(str(out), load_external_data=False)
+    locations = {e.value for t in proto.graph.initializer for e in t.external_data if e.key == "location"}
+    assert locations == {"ext.onnx.data"}
+    shutil.move(tmp_path / "a", tmp_path / "moved")
+    x = np.ones((1, 3, 16, 16), np.float32)
+    assert run_onnx(tmp_path / "moved" / "ext.onnx", x)[0].shape == (1, 300)
+    # Writing the same file again with inline weights removes the now stale data file.
+    export(f"{tiny}:TinyCNN", tmp_path / "moved" / "ext.onnx", input_shape=(1, 3, 16, 16), exporter="torchscript",
+           external_data="never", kwargs={"classes": 300}, verify=False)
+    assert not (tmp_path / "moved" / "ext.onnx.data").exists()
+    assert leftovers(tmp_path / "moved") == []
+
+
+def test_static_export_fixes_the_batch(tiny, tmp_path):
+    out = tmp_path / "static.onnx"
+    report = export(f"{tiny}:TinyCNN", out, input_shape=(2, 3, 16, 16), dynamic_batch=False, exporter="torchscript")
+    assert [c.input_shape for c in report.verification.checks] == [[2, 3, 16, 16]]
+    assert run_onnx(out, np.ones((2, 3, 16, 16), np.float32))[0].shape == (2, 10)
+    with pytest.raises(Exception, match="(?i)dimension|shape"):
+        run_onnx(out, np.ones((1, 3, 16, 16), np.float32))
+
+
+def test_bad_arguments_are_one_line_errors(tiny, tmp_path):
+    out = str(tmp_path / "x.onnx")
+    cases = [
+        (["export", "resnet18", "-o", out, "--weights", "no_such_tag"], 2, "no weight set 'no_such_tag'"),
+        (["export", f"{tiny}:TinyCNN", "-o", out, "--input", "3x224"], 2, "fails on an input of shape 1x224"),
+        (["export", f"{tiny}:TinyCNN", "-o", out, "--input", "axb"], 2, "--input"),
+        (["export", f"{tiny}:TinyCNN", "-o", str(tmp_path / "x.txt")], 2, ".onnx"),
+        (["export", f"{tiny}:TinyCNN", "-o", out, "--weights", str(tmp_path / "missing.pth")], None, "missing.pth"),
+    ]
+    for args, code, text in cases:
+        result = cli(*args)
+        assert result.exit_code != 0 and result.stderr.startswith("Error: "), (args, result.output)
+        assert code is None or result.exit_code == code, (args, result.output)
+        assert text is None or text in result.stderr, (args, result.stderr)
+    assert not os.path.exists(out)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given where CUDA is absent")
+def test_device_cuda_without_cuda_is_a_clear_error(tiny, tmp_path):
+    result = cli("export", f"{tiny}:TinyCNN", "-o", str(tmp_path / "x.onnx"), "--device", "cuda")
+    assert result.exit_code == 1 and "CUDA is not available" in result.stderr and "--device cpu" in result.stderr
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_export_from_cuda_verifies_against_pytorch_on_cuda(tiny, tmp_path):
+    out = tmp_path / "cuda.onnx"
+    tf32 = torch.backends.cudnn.allow_tf32
+    report = export(f"{tiny}:Backbone", out, input_shape=(1, 3, 64, 64), device="cuda")
+    assert report.device == "cuda" and report.verified
+    assert report.verification.reference_device == "cuda"
+    assert torch.backends.cudnn.allow_tf32 == tf32  # turned off for the reference run only
+    assert run_onnx(out, np.ones((2, 3, 64, 64), np.float32))[0].shape == (2, 16, 16, 16)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_resnet18_fp16_from_cuda(tmp_path):
+    report = export("resnet18", tmp_path / "r18.onnx", weights="none", device="cuda", fp16=True)
+    assert report.verified and report.fp16 and report.verification.reference_device == "cuda"
+
+
+def test_import_zoo_does_not_import_torch():
+    code = "import sys, zoo, zoo.cli.export_commands; print(zoo.export.__module__, 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["zoo.exporting.core", "False"]
+
+
+def test_data_dependent_control_flow_falls_back_to_torchscript(tiny, tmp_path):
+    result = cli("export", f"{tiny}:DataDependent", "-o", str(tmp_path / "dd.onnx"), "--input", "1x3x16x16", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["exporter"] == "torchscript" and report["verified"]
+    assert report["fallback_reason"].startswith("dynamo: ") and "data-dependent" in report["fallback_reason"]
+    assert read_metadata(str(tmp_path / "dd.onnx"))["zoo.exporter"] == "torchscript"
+
+
+def test_an_op_no_exporter_supports_fails_naming_the_op(tiny, tmp_path):
+    out = tmp_path / "eig.onnx"
+    result = cli("export", f"{tiny}:Eigen", "-o", str(out), "--input", "1x3x4x4")
+    assert result.exit_code == 5
+    assert "Error: operator" in result.stderr and "linalg_eig" in result.stderr
+    assert "dynamo:" in result.stderr and "torchscript:" in result.stderr
+    assert "Traceback" not in result.output
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_failed_verification_leaves_the_previous_file_untouched(tiny, tmp_path):
+    out = tmp_path / "model.onnx"
+    out.write_bytes(b"the previous good model")
+    with pytest.raises(VerificationError, match="disagrees with PyTorch") as failure:
+        export(f"{tiny}:ExportsDifferently", out, input_shape=(1, 3, 8, 8), exporter="torchscript")
+    assert out.read_bytes() == b"the previous good model"
+    assert leftovers(tmp_path) == []
+    report = failure.value.report.to_dict()
+    assert report["verified"] is False and report["verification"]["max_abs"] > 1e-3
+    json.dumps(report)
+    result = cli("export", f"{tiny}:ExportsDifferently", "-o", str(out), "--input", "1x3x8x8", "--exporter",
+                 "torchscript", "--json")
+    assert result.exit_code == 6 and json.loads(result.stdout)["verified"] is False
+    assert out.read_bytes() == b"the previous good model"
+
+def test_view_serves_the_model_on_loopback(tiny, tmp_path):
+    pytest.importorskip("netron")
+    import socket
+    import time
+    import urllib.request
+
+    out = tmp_path / "tiny.onnx"
+    export(f"{tiny}:TinyCNN", out, input_shape=(1, 3, 8, 8), exporter="torchscript", verify=False)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "zoo", "view", str(out), "--port", str(port), "--no-browse"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+                    assert response.status == 200 and b"netron" in response.read().lower()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, server.stderr.read()
+                time.sleep(0.3)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -1,0 +1,144 @@
+"""`zoo export` and `zoo view`: a thin layer over zoo.exporting (torch is imported inside the commands)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from zoo.cli.app import app
+from zoo.cli.output import console, err_console, print_json, table
+from zoo.errors import UserInputError
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """`1x3x224x224` (or `1,3,224,224`) as a tuple of positive ints."""
+    try:
+        shape = tuple(int(part) for part in text.lower().replace(",", "x").split("x"))
+    except ValueError:
+        shape = ()
+    if len(shape) < 2 or any(d < 1 for d in shape):
+        raise UserInputError(f"--input {text!r}: give a shape such as 1x3x224x224")
+    return shape
+
+
+@app.command("export")
+def export_command(
+    model: Annotated[str, typer.Argument(help="Registry name, architecture, or file.py:Class / package.module:Class.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The .onnx file to write.")],
+    weights: Annotated[
+        str | None, typer.Option(help="Weight tag, checkpoint FILE, or 'none' (default: the registry default).")
+    ] = None,
+    input_shape: Annotated[str | None, typer.Option("--input", help="Input shape NxCxHxW, e.g. 1x3x224x224.")] = None,
+    dynamic_batch: Annotated[
+        bool, typer.Option("--dynamic-batch/--static", help="A symbolic batch dimension (default) or a fixed one.")
+    ] = True,
+    dynamic_hw: Annotated[bool, typer.Option("--dynamic-hw", help="Symbolic height and width too.")] = False,
+    opset: Annotated[int | None, typer.Option(help="ONNX opset (default: the exporter's).")] = None,
+    exporter: Annotated[str, typer.Option(help="auto (dynamo, then TorchScript on failure), dynamo, torchscript.")] = (
+        "auto"
+    ),
+    simplify: Annotated[bool, typer.Option("--simplify/--no-simplify", help="Run onnxsim.")] = True,
+    fp16: Annotated[bool, typer.Option("--fp16", help="Half-precision weights, float32 inputs/outputs.")] = False,
+    device: Annotated[str, typer.Option(help="Export from the model on cpu or cuda.")] = "cpu",
+    verify: Annotated[
+        bool, typer.Option("--verify/--no-verify", help="Compare with PyTorch in onnxruntime at batch 1, 2, 3.")
+    ] = True,
+    atol: Annotated[float | None, typer.Option(help="Absolute tolerance (default 1e-4; fp16 5e-2).")] = None,
+    rtol: Annotated[float | None, typer.Option(help="Relative tolerance (default 1e-3; fp16 5e-2).")] = None,
+    external_data: Annotated[
+        str, typer.Option(help="Weights in OUT.onnx.data: auto (over 1.8 GB), always, never.")
+    ] = "auto",
+    arg: Annotated[list[str] | None, typer.Option("--arg", help="Builder argument key=value (repeatable).")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Export MODEL to ONNX, simplified, verified against PyTorch, with zoo metadata in the file."""
+    from zoo.exporting import VerificationError, export
+    from zoo.targets import parse_kwargs
+
+    shape = parse_shape(input_shape) if input_shape else None
+    with err_console.status("exporting", spinner="dots") as status:
+        try:
+            report = export(
+                model, output, weights=weights, input_shape=shape, dynamic_batch=dynamic_batch,
+                dynamic_hw=dynamic_hw, opset=opset, exporter=exporter, simplify=simplify, fp16=fp16,
+                device=device, verify=verify, atol=atol, rtol=rtol, external_data=external_data,
+                kwargs=parse_kwargs(arg), progress=lambda message: status.update(message),
+            )
+        except VerificationError as exc:
+            status.stop()
+            if json_output:
+                print_json(exc.report.to_dict())
+            else:
+                _render(exc.report)
+            raise
+    if json_output:
+        print_json(report.to_dict())
+    else:
+        _render(report)
+
+
+def _render(report) -> None:
+    data = report.to_dict()
+    size = f"{report.size_bytes / 1e6:.1f} MB" + (f", data in {report.external_data}" * bool(report.external_data))
+    nodes = f"{report.nodes_before} -> {report.nodes_after}" + ("" if report.simplified else " (not simplified)")
+    rows = [
+        ("model", report.model),
+        ("weights", report.weights + (f"  sha256 {report.weights_sha256[:12]}" if report.weights_sha256 else "")),
+        ("exporter", f"{report.exporter}, opset {report.opset}"),
+        ("input", "x".join(map(str, report.input_shape)) + _dynamic(report)),
+        ("outputs", ", ".join(report.output_names)),
+        ("nodes", nodes),
+        ("precision", "fp16 (float32 inputs/outputs)" if report.fp16 else "fp32"),
+        ("size", size),
+        ("time", f"{report.seconds.get('total', 0):.1f} s"),
+    ]
+    if report.fallback_reason:
+        rows.insert(3, ("fallback", report.fallback_reason))
+    if report.simplify_note:
+        rows.append(("simplify", report.simplify_note))
+    console.print(table(None, ("", report.output), rows))
+    verification = report.verification
+    if verification is not None:
+        vrows = [
+            ("x".join(map(str, c.input_shape)), o.name, f"{o.max_abs:.2e}", f"{o.max_rel:.2e}", f"{o.cosine:.6f}",
+             "" if o.top1 is None else f"{o.top1:.0%}", "ok" if o.passed else "FAIL")
+            for c in verification.checks for o in c.outputs
+        ]
+        title = (
+            f"onnxruntime ({verification.provider}) vs PyTorch ({verification.reference_device}), "
+            f"atol {verification.atol:g} rtol {verification.rtol:g}"
+        )
+        console.print(table(title, ("input", "output", "max abs", "max rel", "cosine", "top-1", ""), vrows))
+        if verification.degenerate_reference:
+            seed = verification.seeded_weights
+            console.print(f"[yellow]degenerate reference:[/] verified with seeded weights (seed {seed})")
+    for note in report.notes:
+        console.print(f"note: {note}", style="dim")
+    console.print("verified" if data["verified"] else ("written, not verified" if verification is None else "FAILED"))
+
+
+def _dynamic(report) -> str:
+    dims = (["batch"] if report.dynamic_batch else []) + (["height", "width"] if report.dynamic_hw else [])
+    return f" (dynamic {', '.join(dims)})" if dims else " (static)"
+
+
+@app.command("view")
+def view_command(
+    file: Annotated[Path, typer.Argument(help="An .onnx file.", exists=True, dir_okay=False)],
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8080,
+    browse: Annotated[bool, typer.Option("--browse/--no-browse", help="Open a web browser.")] = True,
+) -> None:
+    """Open an ONNX model in netron (pip install netron) on a loopback port; Ctrl-C stops it."""
+    try:
+        import netron
+    except ImportError:
+        raise UserInputError("zoo view needs netron: pip install netron") from None
+    address = netron.start(str(file), address=("127.0.0.1", port), browse=browse)
+    host, bound = address if isinstance(address, tuple) else ("127.0.0.1", port)
+    err_console.print(f"serving {file} at http://{host}:{bound} (Ctrl-C to stop)")
+    try:
+        netron.wait()
+    finally:
+        netron.stop()
