@@ -24,6 +24,8 @@ _LAZY = {
     "OpenedSource": "zoo.sources",
     "adapt": "zoo.adapt",
     "profile": "zoo.profiling",
+    "export": "zoo.exporting",
+    "ExportReport": "zoo.exporting",
     "Profile": "zoo.profiling",
 }
 
