@@ -175,3 +175,13 @@ def test_user_class_target_via_subprocess_cli(tmp_path, resnet18_file):
     command[6] = "other.pth"
     nothing = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert nothing.returncode == 10 and "not one tensor" in nothing.stderr
+
+
+def test_feature_backbone_for_a_torchvision_classifier(resnet18_file):
+    model, report = zoo.adapt(
+        "FeatureBackbone", "resnet18", from_weights=resnet18_file, kwargs={"model": "resnet18", "out_indices": (1, 3)}
+    )
+    assert [c.source for c in report.verify.comparisons] == ["layer2", "layer4"] and report.verify.passed
+    assert {d.key for d in report.plan.dropped} == {"fc.weight", "fc.bias"}
+    with pytest.raises(UserInputError, match="out_indices"):
+        zoo.adapt("FeatureBackbone", resnet18_file, kwargs={"model": "resnet18", "out_indices": (9,)})
