@@ -71,3 +71,14 @@ def register_flop_formulas(register: Callable) -> None:
     module formula is called as `formula(module, inputs, output)` and its count replaces that of every
     op run inside the module.
     """
+
+
+@hookspec
+def register_executors(register: Callable) -> None:
+    """Contribute batch executors for `zoo convert --executor NAME`: call `register(name, factory, overrides=None)`.
+
+    Called when `zoo convert` starts a batch. `factory(settings)` gets a `zoo.converting.ExecutorSettings`
+    (jobs, threads, address, preload) and returns an executor with `run(tasks, events)`, yielding one
+    manifest row (a dict) per `ConvertTask` as each finishes, and `shutdown()`. Import heavy engines
+    (Ray, Dask) inside the factory, so an unused executor costs nothing.
+    """

@@ -26,6 +26,7 @@ BUILTIN_PLUGINS = {
     "timm": "zoo_plugins.timm_models",
     "sources": "zoo_plugins.sources",
     "architectures": "zoo_plugins.architectures",
+    "executors": "zoo_plugins.executors",
 }
 
 

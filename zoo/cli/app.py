@@ -76,6 +76,7 @@ def main_options(
 # Each module adds its commands to `app` when imported; none of them imports torch at module level.
 from zoo.cli import registry_commands  # noqa: E402,F401
 from zoo.cli import export_commands  # noqa: E402,F401
+from zoo.cli import convert_commands  # noqa: E402,F401
 from zoo.cli import plugin_commands  # noqa: E402,F401
 from zoo.cli import adapt_commands  # noqa: E402,F401
 from zoo.cli import profile_commands  # noqa: E402,F401

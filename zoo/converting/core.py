@@ -1,0 +1,124 @@
+"""`zoo.converting.convert(...)`: select, plan, run on an executor, record each row, write the reports."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zoo.converting import manifest, planning
+from zoo.converting.executors import Events, ExecutorSettings, NoEvents, create
+from zoo.converting.options import ExportOptions
+from zoo.converting.report import counts, write_reports
+from zoo.errors import UserInputError
+
+
+@dataclass
+class ConvertResult:
+    """What one `zoo convert` run did: rows it recorded, models it found up to date, and the reports."""
+
+    directory: Path
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    up_to_date: list[dict[str, Any]] = field(default_factory=list)
+    not_retried: list[str] = field(default_factory=list)
+    planned: int = 0
+    jobs: int = 1
+    threads: int = 1
+    executor: str = "local"
+    reports: list[Path] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def summary(self) -> list[dict[str, Any]]:
+        """This run's rows, then the models skipped as up to date (status `skipped`), by name."""
+        skipped = [row | {"status": "skipped"} for row in self.up_to_date]
+        return sorted(self.rows, key=lambda r: r["name"]) + sorted(skipped, key=lambda r: r["name"])
+
+    @property
+    def failures(self) -> list[dict[str, Any]]:
+        return [row for row in self.rows if manifest.is_failure(row)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "output": str(self.directory),
+            "manifest": str(manifest.manifest_path(self.directory)),
+            "executor": self.executor,
+            "jobs": self.jobs,
+            "threads_per_worker": self.threads,
+            "counts": counts(self.summary),
+            "interrupted": self.interrupted,
+            "models": self.summary,
+            "not_retried": self.not_retried,
+            "reports": [str(p) for p in self.reports],
+        }
+
+
+def convert(
+    patterns: Iterable[str],
+    output: str | Path,
+    *,
+    exclude: Iterable[str] = (),
+    all_models: bool = False,
+    options: ExportOptions | None = None,
+    jobs: int | None = None,
+    executor: str = "local",
+    address: str | None = None,
+    resume: bool = True,
+    retry_failed: bool = False,
+    timeout: float | None = 1800.0,
+    max_memory: float | None = None,
+    threads: int | None = None,
+    events: Events | None = None,
+    on_plan: Callable[[planning.Plan], None] | None = None,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
+) -> ConvertResult:
+    """Convert every selected registry model to DIR/<family>/<name>.onnx, one worker process per model.
+
+    Appends a row per model to DIR/manifest.jsonl as each finishes; `resume` skips models whose output and
+    inputs are unchanged; `retry_failed` converts only the models whose latest row is a failure.
+    `max_memory` is GB of address space per worker; `timeout` seconds per model (None: no limit).
+    """
+    from zoo.converting import worker
+
+    if jobs is not None and jobs < 1:
+        raise UserInputError(f"--jobs must be at least 1, not {jobs}")
+    if timeout is not None and timeout <= 0:
+        raise UserInputError(f"--timeout must be positive seconds, not {timeout:g}")
+    if max_memory is not None and max_memory <= 0:
+        raise UserInputError(f"--max-memory must be positive GB, not {max_memory:g}")
+    directory = Path(output).expanduser().resolve()
+    options = options or ExportOptions()
+    entries = planning.select(patterns, exclude, all_models)
+    jobs = jobs or worker.default_threads(1)
+    threads = threads or worker.default_threads(jobs)
+    cap = int(max_memory * worker.GIB) if max_memory else worker.default_memory_cap(jobs)
+    plan = planning.plan(
+        entries, directory, options, resume=resume, retry_failed=retry_failed,
+        timeout=timeout, max_memory=cap, threads=threads,
+    )
+    if on_plan is not None:
+        on_plan(plan)
+    result = ConvertResult(directory, [], plan.up_to_date, plan.not_retried, len(plan.tasks), jobs, threads, executor)
+    directory.mkdir(parents=True, exist_ok=True)
+    modules = tuple(dict.fromkeys(e.builder.partition(":")[0] for e in entries if ":" in e.builder))
+    settings = ExecutorSettings(jobs=min(jobs, max(1, len(plan.tasks))), threads=threads, address=address,
+                                preload=modules)
+    try:
+        if plan.tasks:
+            runner = create(executor, settings)
+            try:
+                for row in runner.run(plan.tasks, events or NoEvents()):
+                    manifest.append(directory, row)
+                    result.rows.append(row)
+                    if on_row is not None:
+                        on_row(row)
+            finally:
+                runner.shutdown()
+    except KeyboardInterrupt:
+        result.interrupted = True
+        raise
+    finally:
+        latest = manifest.read_latest(directory)
+        result.reports = write_reports(directory, [latest[name] for name in sorted(latest)])
+    return result

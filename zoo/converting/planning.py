@@ -1,0 +1,159 @@
+"""Which models a batch converts: selection by pattern, then resume (skip what is done and unchanged)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zoo import catalogues
+from zoo.converting import manifest
+from zoo.converting.options import ExportOptions
+from zoo.errors import UnknownModelError, UserInputError
+from zoo.records import ModelEntry, WeightSet
+
+# Environment a worker needs to see the same registry, plugins, cache and mirrors as the command.
+ENV_PREFIXES = ("ZOO_",)
+ENV_NAMES = ("TORCH_HOME", "XDG_CACHE_HOME", "PYTHONPATH", "HOME")
+
+
+@dataclass(frozen=True)
+class ConvertTask:
+    """One model to convert: everything a worker (local or remote) needs, picklable and JSON-ready."""
+
+    name: str  # family:name
+    output: str  # the .onnx path
+    options: ExportOptions
+    inputs: Mapping[str, Any]  # weights identity, zoo version, export options
+    fingerprint: str
+    timeout: float | None = None
+    max_memory: int | None = None  # bytes of address space
+    threads: int = 1
+    environment: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    """What to run, and the models left alone (with the manifest row that made them up to date)."""
+
+    tasks: list[ConvertTask]
+    up_to_date: list[dict[str, Any]] = field(default_factory=list)
+    not_retried: list[str] = field(default_factory=list)  # with --retry-failed: selected but not failed
+
+
+def select(patterns: Iterable[str], exclude: Iterable[str] = (), all_models: bool = False) -> list[ModelEntry]:
+    """Registry entries matching any pattern (every entry with `all_models`) and no exclude pattern."""
+    patterns, exclude = list(patterns), list(exclude)
+    if not patterns and not all_models:
+        raise UserInputError("give model patterns (e.g. 'resnet*' 'timm:efficientnet_*') or --all")
+    registry = catalogues.models()
+    if all_models:
+        return registry.select([], exclude)
+    for pattern in patterns:
+        if not registry.select([pattern]):
+            close = registry.suggest(pattern.rpartition(":")[2].strip("*?[]"))
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise UnknownModelError(f"no model matches {pattern!r}{hint} (`zoo list` shows every model)")
+    entries = registry.select(patterns, exclude)
+    if not entries:
+        raise UserInputError(f"every model matching {' '.join(patterns)} is excluded by --exclude")
+    return entries
+
+
+def output_path(directory: Path, entry: ModelEntry) -> Path:
+    """DIR/<family>/<name>.onnx (families keep timm's and torchvision's `resnet50` apart)."""
+    return directory / entry.family / f"{entry.name}.onnx"
+
+
+def weights_identity(entry: ModelEntry, weights: str | None) -> dict[str, Any]:
+    """What identifies the weights a conversion would load, known before fetching anything."""
+    if weights is not None and weights.lower() == "none":
+        return {"weights": "none"}
+    if weights is not None and entry.weight_set(weights) is None:
+        path = Path(weights).expanduser()
+        if path.is_file():
+            from zoo.cache import hash_file
+
+            return {"weights": str(path.resolve()), "sha256": hash_file(path)}
+        return {"weights": weights}  # the worker reports the error
+    weight_set = entry.weight_set(weights)
+    if weight_set is None:
+        return {"weights": "none"}
+    return _registry_identity(weight_set)
+
+
+def _registry_identity(weight_set: WeightSet) -> dict[str, Any]:
+    from zoo.cache import cache_key, read_record
+
+    identity: dict[str, Any] = {"weights": weight_set.tag, "url": weight_set.url}
+    if weight_set.expected_hash:
+        identity["expected_sha256"] = weight_set.expected_hash
+    else:  # no hash in the registry: the cached file's recorded hash, when there is one
+        record = read_record(cache_key(weight_set.url, weight_set.file_name))
+        if record is not None and record.sha256:
+            identity["cached_sha256"] = record.sha256
+    return identity
+
+
+def task_inputs(entry: ModelEntry, options: ExportOptions) -> dict[str, Any]:
+    from zoo import __version__
+
+    return {
+        "weights": weights_identity(entry, options.weights),
+        "zoo_version": __version__,
+        "export_options": options.to_dict(),
+    }
+
+
+def worker_environment() -> dict[str, str]:
+    """The variables that decide registry, plugins, cache and mirrors, as the command sees them."""
+    return {
+        key: value for key, value in os.environ.items()
+        if key.startswith(ENV_PREFIXES) or key in ENV_NAMES
+    }
+
+
+def is_done(row: Mapping[str, Any] | None, fingerprint: str, output: Path) -> bool:
+    """An ok row with the same inputs, whose output file is still there with the size it was written at."""
+    if row is None or row.get("status") != "ok" or row.get("fingerprint") != fingerprint:
+        return False
+    try:
+        size = output.stat().st_size
+    except OSError:
+        return False
+    return not row.get("onnx_bytes") or size == row["onnx_bytes"]
+
+
+def plan(
+    entries: list[ModelEntry],
+    directory: str | Path,
+    options: ExportOptions,
+    *,
+    resume: bool = True,
+    retry_failed: bool = False,
+    timeout: float | None = None,
+    max_memory: int | None = None,
+    threads: int = 1,
+) -> Plan:
+    """Tasks for `entries`; with `resume`, skip up-to-date models; with `retry_failed`, only the failures."""
+    directory = Path(directory).resolve()
+    rows = manifest.read_latest(directory)
+    environment = worker_environment()
+    result = Plan([])
+    for entry in entries:
+        inputs = task_inputs(entry, options)
+        key = manifest.fingerprint(inputs)
+        output = output_path(directory, entry)
+        row = rows.get(entry.qualified_name)
+        if retry_failed and not (row is not None and manifest.is_failure(row)):
+            result.not_retried.append(entry.qualified_name)
+            continue
+        if resume and not retry_failed and is_done(row, key, output):
+            result.up_to_date.append(row)  # type: ignore[arg-type]
+            continue
+        result.tasks.append(ConvertTask(
+            entry.qualified_name, str(output), options, inputs, key, timeout, max_memory, threads, environment,
+        ))
+    return result
