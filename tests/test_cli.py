@@ -19,6 +19,9 @@ def test_version_and_help():
     assert runner.invoke(app, ["--version"]).output.strip() == f"zoo {__version__}"
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0 and "list" in result.output and "info" in result.output
+    for command in ("list", "info", "fetch", "adapt", "profile", "export"):
+        sub = runner.invoke(app, [command, "--help"])
+        assert sub.exit_code == 0 and "Error" not in sub.output, (command, sub.output)
 
 
 def test_list_table_and_json():

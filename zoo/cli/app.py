@@ -6,11 +6,18 @@ import os
 import warnings
 from typing import Annotated
 
-import click
 import typer
 import typer.core
 
 from zoo.errors import ZooError
+
+# Exceptions the CLI framework uses for its own exits and usage errors: they pass through untouched.
+# (typer 0.27 vendors click, older typer uses click itself: take the classes from typer either way.)
+_FRAMEWORK_EXITS = (
+    typer.Exit,
+    typer.Abort,
+    *(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException"),
+)
 
 
 def debug_enabled() -> bool:
@@ -20,10 +27,10 @@ def debug_enabled() -> bool:
 class ZooGroup(typer.core.TyperGroup):
     """Maps ZooError (and unexpected exceptions) to a one-line error; ZOO_DEBUG=1 shows the traceback."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
+        except _FRAMEWORK_EXITS:
             raise
         except ZooError as exc:
             if debug_enabled():
