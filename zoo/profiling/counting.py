@@ -145,11 +145,18 @@ class _Recorder:
         self.calls: Counter[str] = Counter()
         self.shapes: dict[str, Any] = {}
         self.order: list[str] = []
-        self.handles = []
+        self.names: dict[int, str] = {}
+        self.module_formulas: dict[int, Any] = {}
         for name, module in model.named_modules():
-            formula = self._module_formula(module)
-            self.handles.append(module.register_forward_pre_hook(self._pre(name, formula is not None)))
-            self.handles.append(module.register_forward_hook(self._post(name, formula)))
+            self.names[id(module)] = name
+            self.module_formulas[id(module)] = self._module_formula(module)
+        # Two global hooks, not two per module: registering hundreds of handles costs more than counting.
+        from torch.nn.modules import module as module_hooks
+
+        self.handles = [
+            module_hooks.register_module_forward_pre_hook(self._pre),
+            module_hooks.register_module_forward_hook(self._post),
+        ]
 
     def _module_formula(self, module: Any):
         for cls in type(module).__mro__:
@@ -157,26 +164,27 @@ class _Recorder:
                 return self.formulas.modules[cls]
         return None
 
-    def _pre(self, name: str, has_formula: bool):
-        def hook(module: Any, args: Any) -> None:
-            if name not in self.calls:
-                self.order.append(name)
-            self.calls[name] += 1
-            self.stack.append(name)
-            self.inside_formula += has_formula
+    def _pre(self, module: Any, args: Any) -> None:
+        name = self.names.get(id(module))
+        if name is None:
+            return
+        if name not in self.calls:
+            self.order.append(name)
+        self.calls[name] += 1
+        self.stack.append(name)
+        self.inside_formula += self.module_formulas[id(module)] is not None
 
-        return hook
-
-    def _post(self, name: str, formula: Any):
-        def hook(module: Any, args: Any, output: Any) -> None:
-            self.stack.pop()
-            self.shapes[name] = shape_of(output)
-            if formula is not None:
-                self.inside_formula -= 1
-                if not self.inside_formula:
-                    self.add(f"module:{type(module).__name__}", int(formula(module, args, output)), [*self.stack, name])
-
-        return hook
+    def _post(self, module: Any, args: Any, output: Any) -> None:
+        name = self.names.get(id(module))
+        if name is None:
+            return
+        self.stack.pop()
+        self.shapes[name] = shape_of(output)
+        formula = self.module_formulas[id(module)]
+        if formula is not None:
+            self.inside_formula -= 1
+            if not self.inside_formula:
+                self.add(f"module:{type(module).__name__}", int(formula(module, args, output)), [*self.stack, name])
 
     def add(self, op: str, macs: int, stack: Sequence[str] | None = None) -> None:
         self.by_op[op] += macs
@@ -218,10 +226,12 @@ def _mode_class():
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
-            out = func(*args, **kwargs)
             kind = self.kinds.get(func)
             if kind is None:
                 kind = self.kinds[func] = self._kind(func)
+            out = _meta_shortcut(func, args, kwargs)
+            if out is None:
+                out = func(*args, **kwargs)
             recorder = self.recorder
             if recorder.inside_formula:
                 return out
@@ -234,6 +244,33 @@ def _mode_class():
             return out
 
     _FREE_TAGS = {torch.Tag.pointwise, torch.Tag.inplace_view}
+    aten = torch.ops.aten
+    inplace: dict[Any, bool] = {}
+
+    def _meta_shortcut(func: Any, args: tuple, kwargs: dict) -> Any:
+        """Results whose shape is plain, without torch's Python meta kernels (a third of counting time)."""
+        first = args[0] if args else None
+        if not isinstance(first, torch.Tensor) or not first.is_meta:
+            return None
+        if func is aten._native_batch_norm_legit_no_training.default or (
+            func is aten.native_batch_norm.default and not args[5]
+        ):
+            return torch.empty_like(first), first.new_empty((0,)), first.new_empty((0,))
+        is_inplace = inplace.get(func)
+        if is_inplace is None:
+            schema = func._schema
+            is_inplace = inplace[func] = (
+                torch.Tag.pointwise in func.tags
+                and bool(schema.arguments)
+                and schema.arguments[0].is_write
+                and func._overloadpacket.__name__.endswith("_")
+            )
+        if is_inplace and all(
+            not isinstance(a, torch.Tensor) or a.shape == first.shape or a.dim() == 0 for a in args[1:]
+        ):
+            return first
+        return None
+
     return MacMode
 
 
