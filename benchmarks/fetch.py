@@ -60,10 +60,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
 
-    import torch.hub
+    import torch
 
     import zoo
-    from zoo.fetching import fetch_url
 
     work = Path(tempfile.mkdtemp(prefix="zoo-bench-"))
     os.environ["ZOO_HOME"] = str(work / "home")
@@ -77,45 +76,51 @@ def main() -> None:
     print(f"zoo {zoo.__version__}, torch {torch.__version__}, {os.cpu_count()} CPUs, loopback {base}")
     try:
         for path, sha in files:
-            url = f"{base}/{path.name}"
-            size_mb = path.stat().st_size / 1e6
-            out = work / "out.bin"
-
-            def run_zoo():
-                result = fetch_url(url, sha256=sha, force=True)
-                assert result.sha256 == sha
-
-            def run_hub():
-                torch.hub.download_url_to_file(url, str(out), hash_prefix=sha[:8], progress=False)
-
-            def run_zoo_cli():
-                subprocess.run([sys.executable, "-m", "zoo", "fetch", url, "--sha256", sha, "--force", "--json"],
-                               check=True, stdout=subprocess.DEVNULL)
-
-            def run_curl():
-                subprocess.run([curl, "-s", "-o", str(out), url], check=True)
-
-            runs = {"zoo (in-process, sha256)": run_zoo, "torch.hub (hash_prefix)": run_hub,
-                    "zoo fetch (process, --sha256)": run_zoo_cli}
-            if curl:
-                runs["curl -o (process, no hash)"] = run_curl
-            times: dict[str, list[float]] = {name: [] for name in runs}
-            for _ in range(args.repeat):
-                for name, function in runs.items():  # interleaved, so load on the machine hits all alike
-                    times[name].append(timed(function))
-                    out.unlink(missing_ok=True)
-            medians = {name: statistics.median(t) for name, t in times.items()}
-            print(f"\n{path.name} ({size_mb:.0f} MB), median of {args.repeat}:")
-            for name, median in medians.items():
-                print(f"  {name:32s} {median:7.3f} s  {size_mb / 1000 / median:5.2f} GB/s")
-            hub = medians["torch.hub (hash_prefix)"] / medians["zoo (in-process, sha256)"]
-            print(f"  zoo in-process vs torch.hub: {hub:.2f}x throughput (target >= 1.4x)")
-            if curl:
-                ratio = medians["zoo fetch (process, --sha256)"] / medians["curl -o (process, no hash)"]
-                print(f"  zoo fetch process vs curl -o: {ratio:.2f}x time (target <= 1.1x)")
+            bench_file(f"{base}/{path.name}", sha, path.stat().st_size / 1e6, work / "out.bin", args.repeat, curl)
     finally:
         server.kill()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def bench_file(url: str, sha: str, size_mb: float, out: Path, repeat: int, curl: str | None) -> None:
+    """Time each tool `repeat` times, interleaved, and print medians, throughput and the target ratios."""
+    import torch.hub
+
+    from zoo.fetching import fetch_url
+
+    def run_zoo():
+        result = fetch_url(url, sha256=sha)
+        assert result.sha256 == sha and result.source == url
+
+    def run_hub():
+        torch.hub.download_url_to_file(url, str(out), hash_prefix=sha[:8], progress=False)
+
+    def run_zoo_cli():
+        command = [sys.executable, "-m", "zoo", "fetch", url, "--sha256", sha, "--json"]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+
+    def run_curl():
+        subprocess.run([curl, "-s", "-o", str(out), url], check=True)
+
+    runs = {"zoo (in-process, sha256)": run_zoo, "torch.hub (hash_prefix)": run_hub,
+            "zoo fetch (process, --sha256)": run_zoo_cli}
+    if curl:
+        runs["curl -o (process, no hash)"] = run_curl
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeat):
+        for name, function in runs.items():  # interleaved, so load on the machine hits all alike
+            times[name].append(timed(function))
+            out.unlink(missing_ok=True)  # every tool writes a new file, none overwrites its last one
+            shutil.rmtree(Path(os.environ["ZOO_HOME"]) / "weights", ignore_errors=True)
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    print(f"\n{Path(url).name} ({size_mb:.0f} MB), median of {repeat}:")
+    for name, median in medians.items():
+        print(f"  {name:32s} {median:7.3f} s  {size_mb / 1000 / median:5.2f} GB/s")
+    hub = medians["torch.hub (hash_prefix)"] / medians["zoo (in-process, sha256)"]
+    print(f"  zoo in-process vs torch.hub: {hub:.2f}x throughput (target >= 1.4x)")
+    if curl:
+        ratio = medians["zoo fetch (process, --sha256)"] / medians["curl -o (process, no hash)"]
+        print(f"  zoo fetch process vs curl -o: {ratio:.2f}x time (target <= 1.1x)")
 
 
 if __name__ == "__main__":

@@ -163,7 +163,7 @@ def _drain(hasher: _Hasher) -> None:
 def _pump(opened: OpenedSource, part: Path, hasher: _Hasher, offset: int, total, progress, url: str) -> int:
     stream = opened.stream
     readinto = getattr(stream, "readinto", None)
-    with open(part, "r+b") as out:
+    with open(part, "r+b", buffering=0) as out:  # straight to the file: no copy through a Python buffer
         out.seek(offset)
         out.truncate()
         while True:
@@ -185,8 +185,13 @@ def _pump(opened: OpenedSource, part: Path, hasher: _Hasher, offset: int, total,
             if not count:
                 hasher.free.put(buffer)
                 return offset
-            out.write(memoryview(buffer)[:count])
+            _write_all(out, memoryview(buffer)[:count])
             hasher.pending.put((buffer, count))
             offset += count
             if progress is not None:
                 progress(offset, total)
+
+
+def _write_all(out, view: memoryview) -> None:
+    while view:
+        view = view[out.write(view):]
