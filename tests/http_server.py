@@ -11,6 +11,7 @@
         http_server.corrupt("w-0123abcd.pth")                    # flip a byte in the middle
         http_server.no_range("w-0123abcd.pth")                   # ignore Range: always 200, whole file
         http_server.requests                                      # [Request(path, range, status, sent)]
+        http_server.wait_for_requests("w-0123abcd.pth", 2)        # once two responses are over
 
 Counted faults apply one after another, each to the next `times` requests for that path; a fault with
 times=None applies to every request. Files given as a
@@ -126,7 +127,15 @@ class FileServer:
             self.faults.clear()
 
     def requests_for(self, name: str) -> list[Request]:
+        """Finished requests for `name` (a request is logged once its response is over)."""
         return [r for r in self.requests if r.path == name.lstrip("/")]
+
+    def wait_for_requests(self, name: str, count: int, timeout: float = 10.0) -> list[Request]:
+        """`requests_for(name)` once `count` responses are over (a stalled one finishes late)."""
+        deadline = time.monotonic() + timeout
+        while len(self.requests_for(name)) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.requests_for(name)
 
     def _take_faults(self, name: str) -> list[Fault]:
         """Every persistent fault (times=None), plus the first counted one, which is used up."""

@@ -265,3 +265,11 @@ def test_file_urls_work_offline(tmp_path, monkeypatch):
     _no_sockets(monkeypatch)
     result = fetch_url(source.as_uri(), offline=True)
     assert result.path.read_bytes() == data and result.source == source.as_uri()
+
+
+def test_a_stalled_response_times_out_and_is_retried(tiny, http_server, monkeypatch):  # noqa: F811
+    data, _, _, path = tiny
+    monkeypatch.setenv("ZOO_FETCH_TIMEOUT", "0.2")
+    http_server.slow(path, delay=1.0, times=1)  # the first response stalls longer than the timeout
+    assert fetch("tinynet").path.read_bytes() == data
+    assert len(http_server.wait_for_requests(path, 2)) == 2  # the stalled one, then the retry
