@@ -98,13 +98,14 @@ def _torchvision_weights(member) -> dict:
 
 def timm_models() -> list[dict]:
     import timm.models._registry as registry
+    from timm.models import get_pretrained_cfg
 
     models = []
     for arch in TIMM_ARCHITECTURES:
         default_cfg = registry._model_default_cfgs[arch]
         weights = []
         for tag in default_cfg.tags:
-            cfg = default_cfg.cfgs[tag]
+            cfg = get_pretrained_cfg(f"{arch}.{tag}")  # completes hf_hub_id ("timm/" + arch.tag)
             if not cfg.hf_hub_id:
                 continue
             weights.append(_timm_weights(arch, tag, cfg))

@@ -41,3 +41,13 @@ def test_timm_families_users_reach_for_are_there():
     for pattern in ("timm:resnet*", "timm:*efficientnet*", "timm:mobilenetv3*", "timm:convnext*", "timm:vit_*",
                     "timm:regnet*"):
         assert zoo.list_models(pattern, pretrained=True), pattern
+
+
+def test_every_weight_set_has_its_own_url_and_cache_file():
+    weights = [(entry, w) for name in zoo.list_models() for entry in [zoo.get_entry(name)] for w in entry.weights]
+    urls = [w.url for _, w in weights]
+    files = [w.file_name for _, w in weights]
+    assert len(set(urls)) == len(urls) and len(set(files)) == len(files)
+    for entry, w in weights:
+        if entry.family == "timm":
+            assert f"/timm/{entry.name}.{w.tag}/" in w.url, w.url
