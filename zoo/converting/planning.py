@@ -85,16 +85,20 @@ def weights_identity(entry: ModelEntry, weights: str | None) -> dict[str, Any]:
 
 
 def _registry_identity(weight_set: WeightSet) -> dict[str, Any]:
+    return {"weights": weight_set.tag, "url": weight_set.url, "expected_sha256": weight_set.expected_hash}
+
+
+def cached_sha256(entry: ModelEntry, weights: str | None) -> str | None:
+    """The recorded sha256 of the cached file a registry weight set would load (None when not cached)."""
+    if weights is not None and weights.lower() == "none":
+        return None
+    weight_set = entry.weight_set(weights)
+    if weight_set is None:
+        return None
     from zoo.cache import cache_key, read_record
 
-    identity: dict[str, Any] = {"weights": weight_set.tag, "url": weight_set.url}
-    if weight_set.expected_hash:
-        identity["expected_sha256"] = weight_set.expected_hash
-    else:  # no hash in the registry: the cached file's recorded hash, when there is one
-        record = read_record(cache_key(weight_set.url, weight_set.file_name))
-        if record is not None and record.sha256:
-            identity["cached_sha256"] = record.sha256
-    return identity
+    record = read_record(cache_key(weight_set.url, weight_set.file_name))
+    return record.sha256 if record is not None and record.sha256 else None
 
 
 def task_inputs(entry: ModelEntry, options: ExportOptions) -> dict[str, Any]:
@@ -115,9 +119,15 @@ def worker_environment() -> dict[str, str]:
     }
 
 
-def is_done(row: Mapping[str, Any] | None, fingerprint: str, output: Path) -> bool:
-    """An ok row with the same inputs, whose output file is still there with the size it was written at."""
+def is_done(row: Mapping[str, Any] | None, fingerprint: str, output: Path, weights_sha256: str | None = None) -> bool:
+    """An ok row with the same inputs, whose output file is still there with the size it was written at.
+
+    `weights_sha256`, the cached weights' hash when known, must match the row's (a registry weight set with
+    no hash in the registry can change behind the same URL).
+    """
     if row is None or row.get("status") != "ok" or row.get("fingerprint") != fingerprint:
+        return False
+    if weights_sha256 and row.get("weights_sha256") and row["weights_sha256"] != weights_sha256:
         return False
     try:
         size = output.stat().st_size
@@ -150,7 +160,7 @@ def plan(
         if retry_failed and not (row is not None and manifest.is_failure(row)):
             result.not_retried.append(entry.qualified_name)
             continue
-        if resume and not retry_failed and is_done(row, key, output):
+        if resume and not retry_failed and is_done(row, key, output, cached_sha256(entry, options.weights)):
             result.up_to_date.append(row)  # type: ignore[arg-type]
             continue
         result.tasks.append(ConvertTask(

@@ -12,6 +12,7 @@ from zoo.converting.planning import ConvertTask
 # Fields that differ between two runs of the same conversion (compare manifests without them).
 VOLATILE = ("started_at", "finished_at", "wall_seconds", "seconds", "host")
 ERROR_LENGTH = 400
+SEED = 0
 
 
 def base_row(task: ConvertTask) -> dict[str, Any]:
@@ -19,6 +20,7 @@ def base_row(task: ConvertTask) -> dict[str, Any]:
     return {
         "name": task.name,
         "output": f"{output.parent.name}/{output.name}",
+        "log": f"logs/{output.parent.name}/{output.stem}.log",
         "fingerprint": task.fingerprint,
         "inputs": dict(task.inputs),
         "status": "failed",
@@ -63,7 +65,11 @@ def convert_here(task: ConvertTask, on_stage=None) -> dict[str, Any]:
     """Export and verify `task` in this process (a worker); never raises, the row says what happened."""
     row = base_row(task)
     try:
+        import torch
+
         from zoo.exporting import VerificationError, export
+
+        torch.manual_seed(SEED)  # random weights (`--weights none`) come out the same on every run and executor
 
         report = export(task.name, task.output, progress=on_stage, **task.options.to_kwargs())
     except VerificationError as exc:

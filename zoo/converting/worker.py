@@ -170,9 +170,17 @@ def _discard_staging(output: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def log_path(task: ConvertTask) -> Path:
+    """DIR/logs/<family>/<name>.log: what the worker printed (exporter diagnostics, warnings)."""
+    output = Path(task.output)
+    return output.parent.parent / "logs" / output.parent.name / f"{output.stem}.log"
+
+
 def _child_main(task: ConvertTask, sender) -> None:
-    """The worker process: isolate, limit, convert, send the row."""
+    """The worker process: isolate, log to a file, limit, convert, send the row."""
     _isolate()
+    _redirect_output(log_path(task))
+    _process_local_tqdm_lock()
     _apply_environment(task.environment)
     set_threads(task.threads)
     if task.max_memory:
@@ -182,6 +190,26 @@ def _child_main(task: ConvertTask, sender) -> None:
     row = convert_here(task, lambda text: sender.send(("stage", text)))
     sender.send(("done", row))
     sender.close()
+
+
+def _redirect_output(path: Path) -> None:
+    """Send the worker's stdout and stderr to its log, keeping the command's stdout clean (`--json`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _process_local_tqdm_lock() -> None:
+    """torch.fx's tqdm would create a multiprocessing lock that a worker's exit leaks (resource_tracker warns)."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return
+    tqdm.set_lock(threading.RLock())
 
 
 def _isolate() -> None:

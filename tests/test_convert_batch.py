@@ -1,0 +1,179 @@
+"""`zoo convert` end to end: real worker processes, real exports, a failing and a hanging model, resume."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from zoo import plugins
+from zoo.converting import ExportOptions, convert, manifest
+from zoo.converting.rows import comparable
+
+TESTS = Path(__file__).resolve().parent
+ZOO = [sys.executable, "-m", "zoo"]
+SMALL = ["--input", "1x3x32x32"]
+
+
+@pytest.fixture
+def convtest(monkeypatch, tmp_path):
+    """The convtest plugin in this process and in workers, with a real checkpoint for tiny_a on file://."""
+    import torch
+
+    monkeypatch.syspath_prepend(str(TESTS))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("ZOO_PLUGINS", "convert_models")
+    import convert_models
+
+    torch.manual_seed(0)
+    model = convert_models.build(convert_models_entry("tiny_a"))
+    weights = tmp_path / "tiny_a-test.pth"
+    torch.save(model.state_dict(), weights)
+    monkeypatch.setenv("CONVERT_TEST_WEIGHTS_URL", weights.as_uri())
+    plugins.reset()
+    return hashlib.sha256(weights.read_bytes()).hexdigest()
+
+
+def convert_models_entry(name):
+    from zoo import ModelEntry
+
+    return ModelEntry(name=name, family="convtest", builder=f"convert_models:{name}")
+
+
+def run_zoo(*args, timeout=300):
+    return subprocess.run([*ZOO, *args], capture_output=True, text=True, timeout=timeout, env=os.environ.copy())
+
+
+def test_a_batch_with_a_failure_and_a_hang_finishes_records_each_and_resumes(convtest, tmp_path):
+    out = tmp_path / "onnx"
+    first = run_zoo("convert", "convtest:*", "-x", "*hog", "-o", str(out), *SMALL, "--jobs", "2", "--timeout", "40",
+                    "--json")
+    assert first.returncode == 1, first.stderr
+    assert "2 of 5 conversions failed" in first.stderr
+    result = json.loads(first.stdout)
+    rows = manifest.read_latest(out)
+    assert sorted(rows) == [f"convtest:{n}" for n in ("broken", "hangs", "tiny_a", "tiny_b", "tiny_c")]
+    assert {r["name"]: r["status"] for r in result["models"]} == {n: r["status"] for n, r in rows.items()}
+    for name in ("tiny_a", "tiny_b", "tiny_c"):
+        row = rows[f"convtest:{name}"]
+        assert row["status"] == "ok" and row["verified"] and row["max_abs_diff"] < 1e-4, row
+        assert row["exporter"] in ("dynamo", "torchscript") and row["opset"] > 0 and row["nodes_after"] > 0
+        assert (out / row["output"]).stat().st_size == row["onnx_bytes"] == row["size_bytes"]
+    assert rows["convtest:tiny_a"]["weights"] == "test"
+    assert rows["convtest:tiny_a"]["weights_sha256"] == convtest  # fetched from file:// and hashed
+    assert rows["convtest:tiny_b"]["weights"] == "none"
+    broken, hangs = rows["convtest:broken"], rows["convtest:hangs"]
+    assert broken["status"] == "failed" and broken["error_class"] == "ExportError"
+    assert "convtest" in broken["error"] and "\n" not in broken["error"]
+    assert hangs["status"] == "timeout" and "40 s" in hangs["error"] and 40 <= hangs["wall_seconds"] < 80
+    assert not (out / "convtest" / "broken.onnx").exists() and not (out / "convtest" / "hangs.onnx").exists()
+    assert not list(out.glob("convtest/.*.tmp"))  # the killed worker's staging folder is gone
+    report = (out / "report.md").read_text()
+    assert "| convtest:hangs | timeout |" in report and "| convtest:tiny_c | ok |" in report
+    assert "<td>convtest:broken</td><td>failed</td>" in (out / "report.html").read_text()
+
+    import numpy as np
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(out / "convtest" / "tiny_c.onnx"))
+    assert session.run(None, {session.get_inputs()[0].name: np.zeros((3, 3, 32, 32), np.float32)})[0].shape == (3, 10)
+
+    again = run_zoo("convert", "convtest:tiny_*", "-o", str(out), *SMALL, "--json")
+    assert again.returncode == 0, again.stderr
+    assert {r["status"] for r in json.loads(again.stdout)["models"]} == {"skipped"}
+    assert len(manifest.read_rows(out)) == 5  # nothing re-converted, nothing appended
+
+    retried = run_zoo("convert", "convtest:*", "-x", "*hog", "-x", "*hangs", "-o", str(out), *SMALL,
+                      "--retry-failed", "--allow-failures", "--json")
+    assert retried.returncode == 0, retried.stderr
+    data = json.loads(retried.stdout)
+    assert [r["name"] for r in data["models"]] == ["convtest:broken"]
+    assert sorted(data["not_retried"]) == ["convtest:tiny_a", "convtest:tiny_b", "convtest:tiny_c"]
+    assert [r["name"] for r in manifest.read_rows(out)][-1] == "convtest:broken"
+
+    changed = run_zoo("convert", "convtest:tiny_b", "-o", str(out), *SMALL, "--no-simplify", "--json")
+    assert changed.returncode == 0, changed.stderr
+    row = manifest.read_latest(out)["convtest:tiny_b"]
+    assert row["status"] == "ok" and row["inputs"]["export_options"]["simplify"] is False
+    assert row["fingerprint"] != rows["convtest:tiny_b"]["fingerprint"]
+
+
+def _workers_with(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if marker.encode() in (entry / "environ").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find orphaned workers")
+def test_killing_the_command_mid_batch_loses_nothing_and_a_rerun_finishes(convtest, tmp_path):
+    out = tmp_path / "onnx"
+    args = [*ZOO, "convert", "convtest:tiny_*", "-o", str(out), *SMALL, "--jobs", "1", "--weights", "none"]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
+    deadline = time.monotonic() + 240
+    while not manifest.read_rows(out) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)  # no chance to clean up: workers must notice on their own
+    process.wait()
+    done = manifest.read_latest(out)
+    assert 1 <= len(done) < 3, "the kill should land mid-batch"
+    marker = os.environ["ZOO_HOME"]
+    deadline = time.monotonic() + 20
+    while _workers_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _workers_with(marker) == [], "workers outlived the killed command"
+
+    rerun = run_zoo("convert", "convtest:tiny_*", "-o", str(out), *SMALL, "--weights", "none", "--json")
+    assert rerun.returncode == 0, rerun.stderr
+    statuses = {r["name"]: r["status"] for r in json.loads(rerun.stdout)["models"]}
+    assert {n for n, s in statuses.items() if s == "skipped"} == set(done)
+    assert all(s == "ok" for n, s in statuses.items() if n not in done)
+    rows = manifest.read_rows(out)
+    assert sorted(r["name"] for r in rows) == ["convtest:tiny_a", "convtest:tiny_b", "convtest:tiny_c"]
+
+
+def test_the_memory_cap_turns_a_huge_allocation_into_a_recorded_failure(convtest, tmp_path):
+    options = ExportOptions(weights="none", input_shape=(1, 3, 32, 32))
+    result = convert(["convtest:hog", "convtest:tiny_b"], tmp_path, options=options, jobs=2, max_memory=6,
+                     timeout=120)
+    rows = {row["name"]: row for row in result.rows}
+    hog = rows["convtest:hog"]
+    assert hog["status"] == "failed", hog
+    assert "memory" in hog["error"].lower() or hog["error_class"] == "MemoryError", hog
+    assert rows["convtest:tiny_b"]["status"] == "ok"
+
+
+@pytest.mark.ray
+def test_the_ray_executor_gives_the_manifest_the_local_executor_gives(convtest, tmp_path):
+    pytest.importorskip("ray")
+    options = ExportOptions(input_shape=(1, 3, 32, 32))
+    patterns = ["convtest:tiny_*", "convtest:broken"]
+    local = convert(patterns, tmp_path / "local", options=options, jobs=2, timeout=120)
+    remote = convert(patterns, tmp_path / "ray", options=options, jobs=2, timeout=120, executor="ray")
+    assert remote.executor == "ray" and len(remote.rows) == 4
+
+    def normalised(directory):
+        rows = manifest.read_latest(directory)
+        return {name: comparable(row) for name, row in rows.items()}
+
+    by_ray, by_local = normalised(tmp_path / "ray"), normalised(tmp_path / "local")
+    assert sorted(by_ray) == sorted(by_local)
+    differences = {
+        (name, key, by_ray[name].get(key), by_local[name].get(key))
+        for name in by_ray for key in by_ray[name].keys() | by_local[name].keys()
+        if by_ray[name].get(key) != by_local[name].get(key)
+    }
+    assert not differences
+    assert {r["status"] for r in local.rows} == {"ok", "failed"}
