@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
+
+# benchmarks/profile.py would shadow the standard library's `profile` (which torch._dynamo imports).
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 
 
 def make_weights(name: str, path: Path) -> Path:
