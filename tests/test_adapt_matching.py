@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
 from torch import nn
 
 import zoo
-from zoo import Remap, hookimpl
-from zoo.adapt.errors import AmbiguousMatchError, CoverageError, NothingLoadedError, StrictLoadError
+from zoo import ModelEntry, Remap, WeightSet, hookimpl
+from zoo.adapt.errors import (
+    AmbiguousMatchError,
+    CoverageError,
+    NothingLoadedError,
+    StrictLoadError,
+    VerifyError,
+)
 from zoo.adapt.report import group_keys
 
 
@@ -175,7 +182,11 @@ def test_strict_expect_missing_and_min_coverage():
 
 def test_num_batches_tracked_missing_in_source_is_not_a_problem():
     sd = {k: v for k, v in trained(Net()).state_dict().items() if not k.endswith("num_batches_tracked")}
-    _, report = zoo.adapt(Net(), sd, strict=True)
+    copies = {k: v.clone() for k, v in sd.items()}
+    model, report = zoo.adapt(Net(), sd, strict=True)
+    for key, value in copies.items():  # initialising bn's missing counter must not reset the loaded weights
+        assert torch.equal(model.state_dict()[key], value) and torch.equal(sd[key], value), key
+    assert model.bn.num_batches_tracked == 0
     item = report.plan.by_key()["bn.num_batches_tracked"]
     assert item.outcome == "MISSING" and "eval never reads it" in item.note
     assert report.plan.coverage().by_tensors == 1.0
@@ -199,3 +210,110 @@ def test_output_is_written_atomically_in_both_formats(tmp_path):
     assert torch.equal(load_file(tmp_path / "a.safetensors")["fc.weight"], source.fc.weight)
     assert torch.equal(torch.load(tmp_path / "a.pth")["bn.running_var"], source.bn.running_var)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pth", "a.safetensors"]
+
+
+class FixedSize(Net):
+    """Net that, like a ViT with a fixed patch grid, accepts only its own input size."""
+
+    def forward(self, x):
+        assert tuple(x.shape[-2:]) == (96, 96), f"Wrong image size {tuple(x.shape[-2:])}"
+        return super().forward(x)
+
+
+class Gelu(Net):
+    """Net computing another function with the same weights: verification must tell."""
+
+    def forward(self, x):
+        return self.fc(nn.functional.gelu(self.bn(self.conv(x))).mean((2, 3)))
+
+
+def odd_to_net(state_dict: dict, model=None) -> dict:
+    """The `oddnet` files name the conv `c0.` and store the classifier transposed as `fc_t.weight`."""
+    result = {}
+    for key, value in state_dict.items():
+        if key == "fc_t.weight":
+            result["fc.weight"] = value.t().contiguous()  # a tensor the remap computes
+        else:
+            result[re.sub(r"^c0\.", "conv.", key).replace("fc_t.", "fc.")] = value
+    return result
+
+
+class SourcePlugin:
+    """Registry sources: `oddnet` (a Net whose files need the remap `odd-to-net`), `fixednet` (96x96 only)."""
+
+    @hookimpl
+    def register_models(self, register):
+        register(ModelEntry("oddnet", "oddfam", "unused:build", remap="odd-to-net"))
+        weights = WeightSet("w", "https://example.invalid/fixednet-0123abcd.pth", input_size=(3, 96, 96))
+        register(ModelEntry("fixednet", "oddfam", "unused:build", weights=(weights,)))
+
+    @hookimpl
+    def register_builders(self, register):
+        register("oddfam", lambda entry, **kwargs: FixedSize() if entry.name == "fixednet" else Net())
+
+    @hookimpl
+    def register_remaps(self, register):
+        register(Remap("odd-to-net", function=odd_to_net, description="c0. -> conv., fc_t -> fc (transposed)"))
+
+
+def test_verification_applies_the_source_entry_remap(add_plugin, tmp_path):
+    add_plugin(SourcePlugin())
+    source = trained(Net())
+    state = {re.sub(r"^conv\.", "c0.", k).replace("fc.", "fc_t."): v for k, v in source.state_dict().items()}
+    state["fc_t.weight"] = source.fc.weight.t().contiguous()
+    path = tmp_path / "oddnet.pth"
+    torch.save(state, path)
+    model, report = zoo.adapt(Net(), "oddnet", from_weights=path)
+    assert report.plan.by_key()["fc.weight"].strategy == "remap" and torch.equal(model.fc.weight, source.fc.weight)
+    check = report.verify
+    assert (check.mode, check.passed, check.max_abs, check.input_shape) == ("outputs", True, 0.0, (1, 3, 64, 64))
+    with pytest.raises(VerifyError) as info:  # the proof has teeth: another function with the same weights fails
+        zoo.adapt(Gelu(), "oddnet", from_weights=path)
+    assert info.value.exit_code == 13 and info.value.report.verify.max_abs > 1e-3
+
+
+def test_verification_falls_back_to_the_input_size_the_model_requires(add_plugin, tmp_path):
+    add_plugin(SourcePlugin())
+    path = tmp_path / "fixednet.pth"
+    torch.save(trained(Net()).state_dict(), path)
+    _, report = zoo.adapt(FixedSize(), "fixednet", from_weights=path)
+    assert report.verify.passed and report.verify.input_shape == (1, 3, 96, 96)
+    assert "1x3x64x64 refused (Wrong image size (64, 64))" in report.verify.reason
+
+
+class LayerScale(nn.Module):
+    """A per-channel scale filled with a constant, with no reset_parameters (as timm's LayerScale)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.full((dim,), 1e-5))
+
+
+def test_still_initial_separates_unfed_default_and_heuristic():
+    class Scaled(Net):
+        def __init__(self):
+            super().__init__()
+            self.gamma = LayerScale(8)
+            self.extra = nn.Linear(8, 8)
+
+    state = trained(Net()).state_dict()
+    state["bn.running_mean"], state["bn.running_var"] = torch.zeros(8), torch.ones(8)  # never trained
+    state["bn.weight"] = torch.full((8,), 0.5)  # a constant, but not BatchNorm's default: trained
+    state["gamma.scale"] = torch.full((8,), 1e-5)
+    _, report = zoo.adapt(Scaled(), state, init="xavier")
+    found = {t.key: t for t in report.still_initial}
+    assert {k: t.kind for k, t in found.items()} == {
+        "bn.running_mean": "default init",
+        "bn.running_var": "default init",
+        "gamma.scale": "constant (heuristic)",
+        "extra.weight": "not fed",
+        "extra.bias": "not fed",
+    }
+    assert "BatchNorm2d.reset_parameters()" in found["bn.running_var"].evidence
+    assert found["extra.weight"].evidence == "not fed: xavier_uniform" and found["extra.weight"].outcome == "MISSING"
+    assert report.to_dict()["still_initial"][0] == {
+        "key": "bn.running_mean",
+        "outcome": "LOADED",
+        "kind": "default init",
+        "evidence": found["bn.running_mean"].evidence,
+    }

@@ -117,29 +117,41 @@ def materialise(model: nn.Module, keys: list[str], policy: str, device: str = "c
 
 
 def _init_module(module: nn.Module, module_name: str, keys: list[str], policy: str, device: str) -> dict[str, str]:
-    import torch
+    """Give `keys` (tensors of `module`) fresh storage and initial values; every other tensor is left as it is.
 
-    kept = {
-        name: (kind, t)
-        for kind, table in (("p", module._parameters), ("b", module._buffers))
-        for name, t in table.items()
-        if t is not None and not t.is_meta and f"{module_name}.{name}".lstrip(".") not in keys
-    }
-    module.to_empty(device=device, recurse=False)
+    The module's own `reset_parameters` resets all its tensors, so the ones already loaded are swapped for
+    scratch copies while it runs (it must neither overwrite them nor write into the source's storage).
+    """
+    import torch
+    from torch import nn
+
+    leaves = {key.rpartition(".")[2] for key in keys}
     own_reset = policy == "default" and hasattr(module, "reset_parameters")
+    kept: list[tuple[dict, str, torch.Tensor]] = []
+    for table in (module._parameters, module._buffers):
+        for name, tensor in list(table.items()):
+            if tensor is None or (name not in leaves and not own_reset):
+                continue
+            fresh = torch.empty_like(tensor, device=device)
+            if table is module._parameters:
+                fresh = nn.Parameter(fresh, requires_grad=tensor.requires_grad)
+            if name not in leaves:
+                kept.append((table, name, tensor))
+            table[name] = fresh
     how: dict[str, str] = {}
-    with torch.no_grad():
-        if own_reset:
-            module.reset_parameters()
-        for key in keys:
-            leaf = key.rpartition(".")[2]
-            tensor = getattr(module, leaf)
+    try:
+        with torch.no_grad():
             if own_reset:
-                how[key] = f"default ({type(module).__name__}.reset_parameters)"
-            else:
-                how[key] = _init_tensor(tensor, leaf, policy, module)
-    for name, (kind, t) in kept.items():
-        (module._parameters if kind == "p" else module._buffers)[name] = t
+                module.reset_parameters()
+            for key in keys:
+                leaf = key.rpartition(".")[2]
+                if own_reset:
+                    how[key] = f"default ({type(module).__name__}.reset_parameters)"
+                else:
+                    how[key] = _init_tensor(getattr(module, leaf), leaf, policy, module)
+    finally:
+        for table, name, tensor in kept:
+            table[name] = tensor
     return how
 
 

@@ -7,13 +7,14 @@ import inspect
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo import catalogues
 from zoo.adapt import adapters
 from zoo.adapt.errors import CoverageError, NothingLoadedError, StrictLoadError, VerifyError
+from zoo.adapt.initial import still_initial
 from zoo.adapt.matching import Renaming, apply_rules, match_keys, parse_rule, plain_canon
 from zoo.adapt.plan import (
     ADAPTED,
@@ -30,7 +31,6 @@ from zoo.adapt.plan import (
     is_bookkeeping,
 )
 from zoo.adapt.report import AdaptReport, group_keys
-from zoo.adapt.verify import looks_initial
 from zoo.adapt.verify import verify as run_verify
 from zoo.errors import UserInputError
 from zoo.references import import_reference
@@ -53,6 +53,7 @@ class Source:
     model: nn.Module | None = None
     file: str | None = None
     sha256: str | None = None
+    derived: set[str] = field(default_factory=set)  # tensors a remap function computed (not in the file)
 
 
 def is_checkpoint_path(spec: str) -> bool:
@@ -157,6 +158,7 @@ def _remap_renamings(source: Source, target_spec: str, model: nn.Module) -> list
             if old is None:  # a tensor the remap computed: it joins the source under its new name
                 old = f"{new} <{remap.name}>"
                 source.state_dict[old] = value
+                source.derived.add(old)
             if old != new:
                 names[new] = old
         renamings.append(Renaming(REMAP, f"remap {remap.name}", names))
@@ -184,8 +186,8 @@ def plan_load(
     expected = model.state_dict()
     params = {name for name, _ in model.named_parameters()}
     shapes = {k: tuple(v.shape) for k, v in expected.items()}
+    renamings = _remap_renamings(source, target_spec, model)  # first: it adds the tensors a remap computes
     source_shapes = {k: tuple(v.shape) for k, v in source.state_dict.items() if hasattr(v, "shape")}
-    renamings = _remap_renamings(source, target_spec, model)
     if rules:
         renamings.append(apply_rules(list(source_shapes), [parse_rule(r) for r in rules]))
     stem = adapters.first_conv(model) if in_chans is not None else None
@@ -302,6 +304,9 @@ def _tensor(model: nn.Module, key: str):
     return getattr(module, leaf)
 
 
+SMALL_SIDE = 64  # verification input side where the model accepts any size (both sides compute one function)
+
+
 def _verify(target: Target, source: Source, num_classes, in_chans, plan: LoadPlan, **options):
     from zoo.adapt.verify import VerifyResult
 
@@ -309,16 +314,9 @@ def _verify(target: Target, source: Source, num_classes, in_chans, plan: LoadPla
         return VerifyResult("skipped", True, reason=f"--in-chans {in_chans} changes the function (only 1 compares)")
     model = source.model
     if model is None:
-        built = build_target(source.spec, {}, meta_device=True).model
-        missing, unexpected = built.load_state_dict(source.state_dict, strict=False, assign=True)
-        if missing:
-            return VerifyResult(
-                "skipped",
-                True,
-                reason=f"the checkpoint does not fit {source.spec} ({len(missing)} "
-                "keys missing), so the source cannot run",
-            )
-        model = built
+        model, reason = _source_model(source)
+        if model is None:
+            return VerifyResult("skipped", True, reason=reason)
     _note_norm_differences(target.model, model, plan)
     pairs_of = getattr(target.model, "zoo_verify_pairs", None)
     if callable(pairs_of):
@@ -328,11 +326,53 @@ def _verify(target: Target, source: Source, num_classes, in_chans, plan: LoadPla
         pairs, mode = [("<" + s_head, "<" + t_head)], "head input"
     else:
         pairs, mode = [("", "")], "outputs"
-    size = _input_size(source)
-    return run_verify(model, target.model, pairs, (1, *size), "mean1" if in_chans == 1 else "same", mode, **options)
+    full = (1, *_input_size(source))
+    small = (*full[:2], *(min(side, SMALL_SIDE) for side in full[2:]))
+    target_input = "mean1" if in_chans == 1 else "same"
+    return run_verify(model, target.model, pairs, small, target_input, mode, fallback_shape=full, **options)
 
 
-def _input_size(source: Source) -> tuple[int, int, int]:
+def _source_model(source: Source) -> tuple[nn.Module | None, str]:
+    """The source architecture with the source weights (remapped by its entry's remap), or why it cannot run.
+
+    Built on the meta device and loaded with `assign=True`: no random init of weights about to be replaced.
+    """
+    import torch
+
+    from zoo.loading import apply_remap
+
+    raw = {k: v for k, v in source.state_dict.items() if k not in source.derived}
+    model = build_target(source.spec, {}, meta_device=True).model
+    expected = model.state_dict()
+    entry = catalogues.models().get_entry(source.spec)
+    candidates = [apply_remap(entry.remap, dict(raw), model), raw] if entry.remap else [raw]
+    state, missing = None, []
+    for candidate in candidates:  # remapped first; the raw keys when the file is already in the model's names
+        missing = [k for k in expected if k not in candidate and not is_bookkeeping(k)]
+        if not missing:
+            state = candidate
+            break
+    if state is None:
+        remapped = f" after remap {entry.remap}" if entry.remap else ""
+        return None, (
+            f"the checkpoint does not fit {source.spec}{remapped} ({len(missing)} keys missing, "
+            f"e.g. {', '.join(missing[:3])}), so the source cannot run"
+        )
+    state = {k: v for k, v in state.items() if k in expected}
+    for key in expected:
+        if key not in state:  # num_batches_tracked the checkpoint left out
+            state[key] = torch.zeros((), dtype=torch.long)
+    try:
+        model.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as exc:
+        return None, f"the checkpoint does not fit {source.spec} ({str(exc).splitlines()[-1].strip()})"
+    if any(b.is_meta for b in model.buffers()):  # non-persistent buffers the meta device left empty
+        model = build_target(source.spec, {}).model
+        model.load_state_dict(state, strict=True)
+    return model, ""
+
+
+def _input_size(source: Source) -> tuple[int, ...]:
     if source.spec:
         weights = catalogues.models().resolve(source.spec).weights
         if weights is not None and weights.input_size:
@@ -458,7 +498,7 @@ def adapt(
         return model, report
     model.load_state_dict(tensors, strict=False, assign=True)
     _materialise_rest(model, plan, init, built)
-    report.looks_initial = looks_initial(model.state_dict(), [i.key for i in plan.keys if i.fed and not i.bookkeeping])
+    report.still_initial = still_initial(model, plan)
     lap("load")
     if verify is None:
         verify = loaded.spec is not None or loaded.model is not None

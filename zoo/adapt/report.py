@@ -1,4 +1,23 @@
-"""The adapt report: the load plan grouped for people (`layer1.{0..2}.bn1.*`), every key for scripts."""
+"""The adapt report: the load plan grouped for people (`layer1.{0..2}.bn1.*`), every key for scripts.
+
+JSON fields (`AdaptReport.to_dict`, `zoo adapt --json`, `--report FILE`):
+
+- `target`, `source`, `source_file`, `source_sha256`, `target_kwargs`, `init`: what was transplanted.
+- `loaded`: target tensors fed (bookkeeping aside); `counts`: outcome -> {params, buffers} (DROPPED counts
+  source tensors); `strategies`: matching strategy -> tensors fed by it; `coverage` and `coverage_by_module`:
+  tensors and parameter elements fed, overall and per top-level module.
+- `groups`: the plan grouped (`layer1.{0..2}.bn1.*`); `keys`: every target key's plan; `dropped`: every
+  source key that fed nothing, with why; `notes`: adapters used, norm eps differences.
+- `verify`: the proof (mode, input_shape actually compared, seed, max_abs, max_rel, tolerances, each
+  comparison; `reason` says why it was skipped or compared at the full size), or null when not run.
+- `still_initial`: target tensors that still hold an initial value after loading, each with `key`,
+  `outcome`, `kind` and `evidence`. `kind` "not fed": nothing from the source reached it (MISSING,
+  SKIPPED_SHAPE; known from the plan). "default init": it was loaded, yet equals what its module's own
+  `reset_parameters()` gives (checked on a blank copy, only for loaded tensors holding one constant, since
+  random inits cannot be reproduced): the source never trained it. "constant (heuristic)": loaded, one
+  constant throughout, and its module has no `reset_parameters` to check against.
+- `output`: the adapted state dict written; `timings`: seconds per phase.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zoo.adapt.initial import InitialTensor
 from zoo.adapt.plan import FED, KeyPlan, LoadPlan
 from zoo.adapt.verify import VerifyResult
 
@@ -28,7 +48,7 @@ class AdaptReport:
     init: str = "default"
     plan: LoadPlan = field(default_factory=LoadPlan)
     verify: VerifyResult | None = None
-    looks_initial: list[str] = field(default_factory=list)
+    still_initial: list[InitialTensor] = field(default_factory=list)
     output: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -62,7 +82,7 @@ class AdaptReport:
             "dropped": [asdict(item) for item in self.plan.dropped],
             "notes": list(self.plan.notes),
             "verify": self.verify.to_dict() if self.verify else None,
-            "looks_initial": list(self.looks_initial),
+            "still_initial": [t.to_dict() for t in self.still_initial],
             "output": self.output,
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
         }

@@ -123,6 +123,8 @@ def _percent(value: float) -> str:
 
 
 def _render(result, err: bool = False) -> None:
+    from zoo.adapt.report import group_keys
+
     out = err_console if err else console
     data = result.to_dict()
     rows = [
@@ -153,22 +155,25 @@ def _render(result, err: bool = False) -> None:
     )
     for note in data["notes"]:
         out.print(f"note: {note}", soft_wrap=True)
-    if data["looks_initial"]:
+    initial = data["still_initial"]
+    trained_not = [t["key"] for t in initial if t["kind"] != "not fed"]
+    if trained_not:
         out.print(
-            f"[yellow]still look initial (constant 0/1):[/] {len(data['looks_initial'])} tensors, "
-            f"e.g. {', '.join(data['looks_initial'][:3])}",
+            f"[yellow]loaded but still at a default initial value:[/] {len(trained_not)} tensors "
+            f"(the source never trained them?), e.g. {', '.join(group_keys(trained_not)[:3])}",
             soft_wrap=True,
         )
     check = data["verify"]
     if check:
         if check["mode"] == "skipped":
-            out.print(f"verify: skipped ({check['reason']})")
+            out.print(f"verify: skipped ({check['reason']})", soft_wrap=True)
         else:
             verdict = "[green]equal[/]" if check["passed"] else "[red]DIFFERENT[/]"
             out.print(
                 f"verify ({check['mode']}, {len(check['comparisons'])} compared, input "
                 f"{'x'.join(map(str, check['input_shape']))}): {verdict}, max abs diff {check['max_abs']:.3g}, "
-                f"max rel diff {check['max_rel']:.3g}"
+                f"max rel diff {check['max_rel']:.3g}" + (f" ({check['reason']})" if check["reason"] else ""),
+                soft_wrap=True,
             )
     if data["output"]:
         out.print(f"wrote {data['output']}")
