@@ -1,20 +1,24 @@
 """zoo: a plugin-based model-zoo registry and converter for PyTorch vision models.
 
-The names below import nothing heavy: torch is imported only by the functions that build or load models.
+`import zoo` imports only the records, errors and the hook marker; every other name is imported on first
+use, so the CLI starts fast and torch is imported only by the functions that build or load models.
 """
 
 from __future__ import annotations
 
-from zoo.api import create_model, get_entry, list_models, resolve
 from zoo.errors import ZooError
 from zoo.hookspecs import hookimpl
 from zoo.records import Architecture, ModelEntry, Remap, Selection, WeightSet
-from zoo.references import import_reference
-from zoo.registry_file import read_registry_file
 
 __version__ = "0.1.0"
 
 _LAZY = {
+    "create_model": "zoo.api",
+    "get_entry": "zoo.api",
+    "list_models": "zoo.api",
+    "resolve": "zoo.api",
+    "import_reference": "zoo.references",
+    "read_registry_file": "zoo.registry_file",
     "fetch": "zoo.fetching",
     "fetch_url": "zoo.fetching",
     "FetchResult": "zoo.fetching",
@@ -31,7 +35,7 @@ _LAZY = {
 
 
 def __getattr__(name: str):
-    """Fetching and loading names, imported on first use (they pull in http.client, filelock, torch)."""
+    """The names in _LAZY, imported from their module on first use."""
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'zoo' has no attribute {name!r}")

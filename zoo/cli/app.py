@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import warnings
 from typing import Annotated
@@ -59,7 +60,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,  # plain help: typer.rich_utils costs ~100 ms of imports
 )
 
 
@@ -81,13 +82,9 @@ def main_options(
 
 
 # Each module adds its commands to `app` when imported; none of them imports torch at module level.
-from zoo.cli import registry_commands  # noqa: E402,F401
-from zoo.cli import export_commands  # noqa: E402,F401
-from zoo.cli import convert_commands  # noqa: E402,F401
-from zoo.cli import plugin_commands  # noqa: E402,F401
-from zoo.cli import adapt_commands  # noqa: E402,F401
-from zoo.cli import profile_commands  # noqa: E402,F401
-from zoo.cli import fetch_commands  # noqa: E402,F401
+COMMAND_MODULES = ("registry", "fetch", "adapt", "profile", "export", "convert", "plugin")  # `zoo --help` order
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"zoo.cli.{_name}_commands")
 
 
 def main() -> None:

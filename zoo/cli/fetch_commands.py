@@ -9,14 +9,13 @@ from typing import Annotated
 import typer
 
 from zoo.cli.app import app
-from zoo.cli.output import console, err_console, print_json, table
+from zoo.cli.output import JsonOption, console, err_console, print_json, table
 
 cache_app = typer.Typer(help="List, verify and clean the weights cache.", no_args_is_help=True)
 mirror_app = typer.Typer(help="Build a directory that serves as a mirror.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
 app.add_typer(mirror_app, name="mirror")
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 MirrorOption = Annotated[
     list[str] | None, typer.Option("--mirror", help="Base URL of a mirror, tried before the origin (repeatable).")
 ]

@@ -8,12 +8,8 @@ from typing import Annotated
 
 import typer
 
-from zoo import catalogues
 from zoo.cli.app import app
-from zoo.cli.output import console, print_json, table
-from zoo.plugins import get_plugins
-
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+from zoo.cli.output import JsonOption, console, print_json, table
 
 plugins_app = typer.Typer(help="Show the loaded plugins, or write a new one (`zoo plugins new NAME`).")
 app.add_typer(plugins_app, name="plugins")
@@ -24,6 +20,9 @@ def plugins_command(ctx: typer.Context, json_output: JsonOption = False) -> None
     """Show each plugin: origin, version, hooks, what it contributed and overrides, or why it is broken."""
     if ctx.invoked_subcommand is not None:
         return
+    from zoo import catalogues
+    from zoo.plugins import get_plugins
+
     plugins = get_plugins()
     counts = catalogues.contributions()
     overrides = catalogues.overrides()

@@ -6,24 +6,24 @@ from typing import Annotated
 
 import typer
 
-from zoo import api, catalogues
-from zoo.cache import cached_path, is_cached
 from zoo.cli.app import app
-from zoo.cli.output import console, print_json, table
+from zoo.cli.output import JsonOption, console, print_json, table
 from zoo.records import ModelEntry, WeightSet
-
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 @app.command("list")
 def list_command(
-    patterns: Annotated[list[str] | None, typer.Argument(help="fnmatch patterns, e.g. 'resnet*' or 'timm:vit_*'.")] = None,
+    patterns: Annotated[
+        list[str] | None, typer.Argument(help="fnmatch patterns, e.g. 'resnet*' or 'timm:vit_*'.")
+    ] = None,
     exclude: Annotated[list[str] | None, typer.Option("--exclude", "-x", help="Leave out names matching this.")] = None,
     family: Annotated[str | None, typer.Option(help="Only this family (torchvision, timm, ...).")] = None,
     pretrained: Annotated[bool, typer.Option("--pretrained", help="Only models with weights.")] = False,
     json_output: JsonOption = False,
 ) -> None:
     """List registered models."""
+    from zoo import catalogues
+
     entries = catalogues.models().select(patterns or [], exclude or [], family, pretrained)
     if json_output:
         print_json([_entry_summary(e) for e in entries])
@@ -42,7 +42,10 @@ def info_command(
     json_output: JsonOption = False,
 ) -> None:
     """Show a model's record: builder, every weight set, URLs, hashes, and whether each is cached."""
-    selection = api.resolve(name)
+    from zoo.api import resolve
+    from zoo.cache import is_cached
+
+    selection = resolve(name)
     entry = selection.entry
     if json_output:
         data = _entry_summary(entry)
@@ -88,6 +91,8 @@ def _entry_summary(entry: ModelEntry) -> dict:
 
 
 def _weights_detail(weights: WeightSet) -> dict:
+    from zoo.cache import cached_path, is_cached
+
     data = weights.to_dict()
     data["expected_hash"] = weights.expected_hash
     data["cached"] = is_cached(weights)
