@@ -6,7 +6,7 @@ whole-process (fresh interpreters: the recipe script, `zoo adapt --no-verify`, `
 verification). Whole-process runs are interleaved round by round, so load from other work on a shared
 machine falls on every side alike; each figure is a median. They run with bytecode caching on (into a
 temporary PYTHONPYCACHEPREFIX), as an installed package runs, even where PYTHONDONTWRITEBYTECODE is set.
-Run: python benchmarks/adapt.py [--repeat N] [--process-repeat N]
+Run: python -m benchmarks.adapt [--repeat N] [--process-repeat N]
 """
 
 from __future__ import annotations

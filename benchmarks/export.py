@@ -1,6 +1,6 @@
 """zoo export (with verification at batch 1, 2, 3) vs the bare torch.onnx.export + onnxsim.simplify script.
 
-Run: python benchmarks/export.py [--repeat 3] [--models resnet50,mobilenet_v3_small]
+Run: python -m benchmarks.export [--repeat 3] [--models resnet50,mobilenet_v3_small]
 Both sides build the same torchvision model with random weights in the same process and write a file;
 medians of in-process wall time per model, and the ratio zoo / bare. Also times the TorchScript exporter
 (the figure behind the `auto` policy's choice of dynamo first).
@@ -10,14 +10,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
-
-# benchmarks/profile.py would shadow the standard library's `profile` (which torch._dynamo imports).
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 
 
 def make_weights(name: str, path: Path) -> Path:

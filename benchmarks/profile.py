@@ -1,6 +1,6 @@
 """Time to count a model's MACs with zoo, thop and fvcore, and each tool's numbers beside torchvision's table.
 
-Run: python benchmarks/profile.py [--runs N] [MODEL ...]   (needs `pip install thop fvcore`)
+Run: python -m benchmarks.profile [--runs N] [MODEL ...]   (needs `pip install thop fvcore`)
 Each tool gets the same CPU model, built once, at 1x3x224x224; times are per call, in process, median of N.
 """
 
@@ -8,14 +8,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import statistics
-import sys
 import time
 import warnings
-
-# This file is named profile.py: keep its folder off sys.path so `import profile` (cProfile) finds the stdlib's.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 
 import torch  # noqa: E402
 import torchvision  # noqa: E402

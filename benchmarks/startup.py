@@ -1,6 +1,6 @@
 """Start-up time: `zoo --help`, `zoo list`, `zoo info` against `python -c "import timm; timm.list_models(...)"`.
 
-    python benchmarks/startup.py [--runs 10]
+    python -m benchmarks.startup [--runs 10]
 
 Each command runs as a whole process (what a user waits for); medians over --runs, and the ratio.
 """
