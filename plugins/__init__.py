@@ -13,6 +13,5 @@ def register_family(register, family: str) -> None:
     """Register the entries of `family` from the shipped registry.toml."""
     from zoo import read_registry_file
 
-    for entry in read_registry_file(builtin_registry_path(), plugin=family):
-        if entry.family == family:
-            register(entry)
+    for entry in read_registry_file(builtin_registry_path(), plugin=family, family=family):
+        register(entry)

@@ -54,14 +54,18 @@ _WEIGHT_FIELDS: dict[str, tuple[type | tuple[type, ...], bool]] = {
 _HEX = set("0123456789abcdef")
 
 
-def read_registry_file(path: str | Path, plugin: str) -> list[ModelEntry]:
-    """Parse a registry file into model entries contributed by `plugin`; raise RegistryFileError on any fault."""
+def read_registry_file(path: str | Path, plugin: str, family: str | None = None) -> list[ModelEntry]:
+    """Parse a registry file into model entries contributed by `plugin` (only `family`'s when given).
+
+    Raises RegistryFileError, naming the file, the entry and the field, on any fault.
+    """
     path = Path(path)
     try:
         stat = path.stat()
     except FileNotFoundError:
         raise RegistryFileError(f"{path}: registry file not found") from None
-    return parse_registry(_read_toml(path, stat.st_mtime_ns, stat.st_size), source=str(path), plugin=plugin)
+    data = _read_toml(path, stat.st_mtime_ns, stat.st_size)
+    return parse_registry(data, source=str(path), plugin=plugin, family=family)
 
 
 @functools.lru_cache(maxsize=16)
@@ -104,8 +108,8 @@ def _parse_toml(path: Path) -> dict[str, Any]:
         raise RegistryFileError(f"{path}: not valid TOML: {exc}") from None
 
 
-def parse_registry(data: dict[str, Any], source: str, plugin: str) -> list[ModelEntry]:
-    """Turn parsed TOML data into model entries, checking every field."""
+def parse_registry(data: dict[str, Any], source: str, plugin: str, family: str | None = None) -> list[ModelEntry]:
+    """Turn parsed TOML data into model entries (only `family`'s when given), checking every field."""
     version = data.get("format", FORMAT_VERSION)
     if version != FORMAT_VERSION:
         raise RegistryFileError(f"{source}: field 'format' is {version!r}; this zoo reads format {FORMAT_VERSION}")
@@ -115,6 +119,8 @@ def parse_registry(data: dict[str, Any], source: str, plugin: str) -> list[Model
     entries = []
     seen: dict[str, int] = {}
     for index, raw in enumerate(models):
+        if family is not None and isinstance(raw, dict) and raw.get("family") != family:
+            continue
         where = f"{source}: models[{index}]" + (f" ({raw['name']})" if isinstance(raw, dict) and "name" in raw else "")
         entry = _parse_model(raw, where, plugin)
         key = entry.qualified_name
