@@ -117,23 +117,36 @@ def _workers_with(marker: str) -> list[int]:
     return found
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find orphaned workers")
-def test_killing_the_command_mid_batch_loses_nothing_and_a_rerun_finishes(convtest, tmp_path):
-    out = tmp_path / "onnx"
-    args = [*ZOO, "convert", "convtest:tiny_*", "-o", str(out), *SMALL, "--jobs", "1", "--weights", "none"]
+def _start_and_stop(args: list[str], out: Path, rows_before: int, how: signal.Signals) -> int:
+    """Start the command, send `how` once it has recorded a row more than `rows_before`; its exit code."""
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
     deadline = time.monotonic() + 240
-    while not manifest.read_rows(out) and time.monotonic() < deadline and process.poll() is None:
+    while len(manifest.read_rows(out)) <= rows_before and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.2)
-    process.send_signal(signal.SIGKILL)  # no chance to clean up: workers must notice on their own
-    process.wait()
-    done = manifest.read_latest(out)
-    assert 1 <= len(done) < 3, "the kill should land mid-batch"
-    marker = os.environ["ZOO_HOME"]
+    process.send_signal(how)
+    return process.wait(60)
+
+
+def _no_workers_left(marker: str) -> bool:
     deadline = time.monotonic() + 20
     while _workers_with(marker) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert _workers_with(marker) == [], "workers outlived the killed command"
+    return _workers_with(marker) == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find orphaned workers")
+def test_ctrl_c_or_killing_the_command_mid_batch_loses_nothing_and_a_rerun_finishes(convtest, tmp_path):
+    out = tmp_path / "onnx"
+    args = [*ZOO, "convert", "convtest:tiny_*", "-o", str(out), *SMALL, "--jobs", "1", "--weights", "none"]
+    marker = os.environ["ZOO_HOME"]
+    assert _start_and_stop(args, out, 0, signal.SIGINT) == 130  # Ctrl-C: "Error: interrupted"
+    assert _no_workers_left(marker), "Ctrl-C left workers running"
+    assert len(manifest.read_rows(out)) == 1
+    assert _start_and_stop(args, out, 1, signal.SIGKILL) == -signal.SIGKILL  # no chance to clean up
+    assert _no_workers_left(marker), "workers outlived the killed command"
+    done = manifest.read_latest(out)
+    assert len(done) == 2, "the kill should land mid-batch"
+    assert len(manifest.read_rows(out)) == 2  # the first run's model was skipped by the second
 
     rerun = run_zoo("convert", "convtest:tiny_*", "-o", str(out), *SMALL, "--weights", "none", "--json")
     assert rerun.returncode == 0, rerun.stderr

@@ -58,6 +58,7 @@ def report_fields(report: Any) -> dict[str, Any]:
         "max_abs_diff": verification.max_abs if verification is not None else None,
         "min_cosine": verification.min_cosine if verification is not None else None,
         "seconds": {key: round(value, 3) for key, value in report.seconds.items()},
+        "notes": list(report.notes),
     }
 
 
