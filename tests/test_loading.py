@@ -136,3 +136,20 @@ def test_inspect_explains_num_batches_tracked_groups_keys_and_finds_the_architec
     torch.save(resnet18_sd, fresh)
     text = CliRunner().invoke(app, ["inspect", str(fresh), "--no-fits"]).output
     assert "122 tensors" in text and "20 num_batches_tracked" in text and "layer1.{0..1}.conv1.weight" in text
+
+
+def test_state_dict_metadata_survives_loading(tmp_path):
+    """torchvision's MNASNet reads its version from `_metadata`; dropping it breaks load_state_dict."""
+    import torch
+    import torchvision
+
+    from zoo import load_checkpoint
+
+    model = torchvision.models.mnasnet0_5()
+    path = tmp_path / "mnasnet.pth"
+    torch.save({"module." + k: v for k, v in model.state_dict().items()}, path)  # DataParallel layout, no metadata
+    assert not hasattr(load_checkpoint(path).state_dict, "_metadata")
+    torch.save(model.state_dict(), path)
+    state_dict = load_checkpoint(path).state_dict
+    assert state_dict._metadata[""]["version"] == model.state_dict()._metadata[""]["version"]
+    torchvision.models.mnasnet0_5().load_state_dict(state_dict)

@@ -153,11 +153,25 @@ def unwrap(obj: Any, path: Path | str = "") -> tuple[dict[str, torch.Tensor], li
         raise CheckpointError(f"{path}: no tensors found (top-level keys: {keys})")
     if len(tensors) < len(obj):
         unwrapped.append(f"dropped {len(obj) - len(tensors)} non-tensor entries")
+    metadata = getattr(obj, "_metadata", None)
     for prefix in ("module.", "_orig_mod."):
         if all(k.startswith(prefix) for k in tensors):
             tensors = {k[len(prefix):]: v for k, v in tensors.items()}
+            if metadata is not None:
+                metadata = {k.removeprefix(prefix): v for k, v in metadata.items()}
             unwrapped.append(prefix)
-    return tensors, unwrapped
+    return _with_metadata(tensors, metadata), unwrapped
+
+
+def _with_metadata(tensors: dict, metadata: dict | None) -> dict:
+    """Keep a state dict's `_metadata` (module versions: torchvision's MNASNet refuses to load without it)."""
+    if metadata is None:
+        return tensors
+    from collections import OrderedDict
+
+    result = OrderedDict(tensors)
+    result._metadata = metadata  # type: ignore[attr-defined]
+    return result
 
 
 def _mostly_tensors(obj: dict) -> bool:
