@@ -1,12 +1,28 @@
-"""Built-in plugin: the executors `zoo convert` runs a batch on (`local` processes, `ray` tasks)."""
+"""Built-in plugin: the executors `zoo convert` runs a batch on (`local` processes, `ray` tasks).
+
+Registration imports nothing: each factory imports its executor when a batch asks for it.
+"""
 
 from __future__ import annotations
 
 from zoo import hookimpl
-from zoo.converting.executors import LocalExecutor, ray_executor
+
+
+def local(settings):
+    """Worker processes on this machine."""
+    from zoo.converting.executors import LocalExecutor
+
+    return LocalExecutor(settings)
+
+
+def ray(settings):
+    """Ray tasks on a local Ray instance or a cluster (`pip install 'zoo[ray]'`)."""
+    from zoo.converting.ray_executor import RayExecutor
+
+    return RayExecutor(settings)
 
 
 @hookimpl
 def register_executors(register) -> None:
-    register("local", LocalExecutor)
-    register("ray", ray_executor)
+    register("local", local)
+    register("ray", ray)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from zoo import ModelEntry, hookimpl, import_reference
 from zoo_plugins import register_family
+
+from zoo import ModelEntry, hookimpl, import_reference
 
 FAMILY = "timm"
 

@@ -96,16 +96,26 @@ def architectures() -> Catalogue[Architecture]:
     return _named("architecture", "register_architectures", lambda a: a.name)
 
 
-def contributions() -> dict[str, dict[str, int]]:
-    """Per plugin, how many records of each kind it contributed (loads every catalogue)."""
-    counts: dict[str, dict[str, int]] = {}
-    for kind, catalogue in (
+def executors() -> Catalogue[Callable]:
+    """Executor name -> `factory(settings)` for `zoo convert`."""
+    return _named("executor", "register_executors", None)
+
+
+def _all() -> tuple[tuple[str, Catalogue], ...]:
+    return (
         ("models", models().entries),
         ("builders", builders()),
         ("weight sources", weight_sources()),
         ("remaps", remaps()),
         ("architectures", architectures()),
-    ):
+        ("executors", executors()),
+    )
+
+
+def contributions() -> dict[str, dict[str, int]]:
+    """Per plugin, how many records of each kind it contributed (loads every catalogue)."""
+    counts: dict[str, dict[str, int]] = {}
+    for kind, catalogue in _all():
         for name in catalogue.names():
             owner = catalogue.owner(name)
             counts.setdefault(owner, {}).setdefault(kind, 0)
@@ -115,6 +125,4 @@ def contributions() -> dict[str, dict[str, int]]:
 
 def overrides() -> list:
     """Every override that happened, across all catalogues."""
-    return [
-        o for c in (models().entries, builders(), weight_sources(), remaps(), architectures()) for o in c.overrides
-    ]
+    return [override for _, catalogue in _all() for override in catalogue.overrides]

@@ -50,15 +50,10 @@ class NoEvents:
         pass
 
 
-def executors():
-    """Executor name -> factory, from every plugin's `register_executors`."""
-    return catalogues._named("executor", "register_executors", None)
-
-
 def create(name: str, settings: ExecutorSettings) -> Executor:
-    factory: Callable[[ExecutorSettings], Executor] | None = executors().get(name)
+    factory: Callable[[ExecutorSettings], Executor] | None = catalogues.executors().get(name)
     if factory is None:
-        known = ", ".join(executors().names()) or "none"
+        known = ", ".join(catalogues.executors().names()) or "none"
         raise UserInputError(f"unknown executor {name!r} (known: {known}); a plugin can add one")
     return factory(settings)
 
@@ -95,10 +90,3 @@ class LocalExecutor:
         from zoo.converting import worker
 
         worker.kill_all()
-
-
-def ray_executor(settings: ExecutorSettings) -> Executor:
-    """The Ray executor, imported only when asked for."""
-    from zoo.converting.ray_executor import RayExecutor
-
-    return RayExecutor(settings)
