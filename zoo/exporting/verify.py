@@ -123,7 +123,10 @@ def session(path: str, device: str, fp16: bool) -> tuple[Any, str, str]:
     providers = ["CPUExecutionProvider"]
     if device == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
         providers.insert(0, "CUDAExecutionProvider")
+    import torch
+
     options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()  # as many as torch: convert's workers share the cores
     level = "extended" if fp16 else "all"
     if fp16:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
