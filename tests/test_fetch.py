@@ -253,6 +253,35 @@ def test_a_plugin_weight_source_is_hashed_verified_and_cached_like_http(add_plug
     assert (cache.weights_dir() / "pkgbad-00000000.pth.bad").is_file()
 
 
+@pytest.mark.parametrize("local", [True, False])
+def test_offline_uses_only_plugin_sources_that_declare_local(add_plugin, tmp_path, monkeypatch, local):
+    import io
+
+    data = checkpoint_bytes(tiny_state_dict(4))
+    name = hashed_name("pkgnet", data)
+
+    class PackageSource:
+        def open(self, url, offset=0):
+            return zoo.OpenedSource(io.BytesIO(data[offset:]), size=len(data), resumed=True)
+
+    PackageSource.local = local
+
+    class Plugin:
+        @zoo.hookimpl
+        def register_weight_sources(self, register):
+            register("pkg", PackageSource())
+
+    add_plugin(Plugin(), "pkg-plugin")
+    registry = write_registry(tmp_path / "r.toml", [registry_entry("pkgnet", f"pkg:team/{name}", data, family="t")])
+    monkeypatch.setenv("ZOO_REGISTRY", str(registry))
+    _no_sockets(monkeypatch)
+    if local:
+        assert fetch("t:pkgnet", offline=True).path.read_bytes() == data
+    else:
+        with pytest.raises(FetchError, match="offline"):
+            fetch("t:pkgnet", offline=True)
+
+
 def test_unknown_scheme_names_the_scheme(tmp_path, monkeypatch):
     with pytest.raises(FetchError, match="'nope'"):
         fetch_url("nope://x/y-12345678.pth")

@@ -105,7 +105,7 @@ def _fetch(wanted: _Wanted, mirrors, offline: bool | None, force: bool, progress
     offline = offline_requested(offline)
     urls = candidate_urls(wanted.url, wanted.key, mirrors, wanted.mirrors)
     if offline:
-        urls = [u for u in urls if scheme_of(u) in LOCAL_SCHEMES]
+        urls = [u for u in urls if is_local(u)]
     if not force and (hit := _from_torch_hub(wanted, dest)):
         return hit
     if not urls:
@@ -195,6 +195,12 @@ def _mismatch(wanted: _Wanted, expected: str, actual: str, moved: Path, url: str
         f"{wanted.key}{origin} failed verification: expected sha256 {expected} ({what}), got {actual}; "
         f"the file was kept aside as {moved} and not placed in the cache"
     )
+
+
+def is_local(url: str) -> bool:
+    """Whether reading `url` needs no network: `file`, or a weight source that declares `local = True`."""
+    scheme = scheme_of(url)
+    return scheme in LOCAL_SCHEMES or bool(getattr(catalogues.weight_sources().get(scheme), "local", False))
 
 
 def source_opener(url: str) -> Callable[[str, int], OpenedSource]:

@@ -122,6 +122,8 @@ def _range_start(header: str | None) -> int | None:
 class FileSource:
     """`file:///abs/path` URLs: a local file opened at `offset`."""
 
+    local = True
+
     def open(self, url: str, offset: int = 0) -> OpenedSource:
         path = local_path(url)
         try:

@@ -25,6 +25,8 @@ def package_file(url: str):
 class PackageSource:
     """Opens `pkg:` URLs; zoo hashes, verifies and caches what it reads, as for any download."""
 
+    local = True  # the file is inside an installed package: usable under --offline
+
     def open(self, url: str, offset: int = 0) -> OpenedSource:
         resource = package_file(url)
         try:
