@@ -10,6 +10,21 @@ from typing import Annotated, Any
 import typer
 
 from zoo.cli.app import app
+from zoo.cli.export_commands import (
+    ArgOption,
+    AtolOption,
+    DynamicBatchOption,
+    DynamicHWOption,
+    ExporterOption,
+    ExternalDataOption,
+    Fp16Option,
+    InputOption,
+    OpsetOption,
+    RtolOption,
+    SimplifyOption,
+    VerifyOption,
+    parse_shape,
+)
 from zoo.cli.output import console, err_console, print_json
 from zoo.errors import ZooError
 
@@ -44,30 +59,21 @@ def convert_command(
     weights: Annotated[
         str | None, typer.Option(help="Weight tag, checkpoint FILE, or 'none' (default: each model's default).")
     ] = None,
-    input_shape: Annotated[str | None, typer.Option("--input", help="Input shape NxCxHxW, e.g. 1x3x224x224.")] = None,
-    dynamic_batch: Annotated[
-        bool, typer.Option("--dynamic-batch/--static", help="A symbolic batch dimension (default) or a fixed one.")
-    ] = True,
-    dynamic_hw: Annotated[bool, typer.Option("--dynamic-hw", help="Symbolic height and width too.")] = False,
-    opset: Annotated[int | None, typer.Option(help="ONNX opset (default: the exporter's).")] = None,
-    exporter: Annotated[str, typer.Option(help="auto (dynamo, then TorchScript on failure), dynamo, torchscript.")] = (
-        "auto"
-    ),
-    simplify: Annotated[bool, typer.Option("--simplify/--no-simplify", help="Run onnxsim.")] = True,
-    fp16: Annotated[bool, typer.Option("--fp16", help="Half-precision weights, float32 inputs/outputs.")] = False,
-    verify: Annotated[
-        bool, typer.Option("--verify/--no-verify", help="Compare with PyTorch in onnxruntime.")
-    ] = True,
-    atol: Annotated[float | None, typer.Option(help="Absolute tolerance (default 1e-4; fp16 5e-2).")] = None,
-    rtol: Annotated[float | None, typer.Option(help="Relative tolerance (default 1e-3; fp16 5e-2).")] = None,
-    external_data: Annotated[
-        str, typer.Option(help="Weights in OUT.onnx.data: auto (over 1.8 GB), always, never.")
-    ] = "auto",
-    arg: Annotated[list[str] | None, typer.Option("--arg", help="Builder argument key=value (repeatable).")] = None,
+    input_shape: InputOption = None,
+    dynamic_batch: DynamicBatchOption = True,
+    dynamic_hw: DynamicHWOption = False,
+    opset: OpsetOption = None,
+    exporter: ExporterOption = "auto",
+    simplify: SimplifyOption = True,
+    fp16: Fp16Option = False,
+    verify: VerifyOption = True,
+    atol: AtolOption = None,
+    rtol: RtolOption = None,
+    external_data: ExternalDataOption = "auto",
+    arg: ArgOption = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Convert many registry models to ONNX, each in its own worker; resumable, with a manifest and a report."""
-    from zoo.cli.export_commands import parse_shape
     from zoo.converting import ExportOptions, convert
     from zoo.targets import parse_kwargs
 

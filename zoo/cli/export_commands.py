@@ -11,6 +11,24 @@ from zoo.cli.app import app
 from zoo.cli.output import console, err_console, print_json, table
 from zoo.errors import UserInputError
 
+# Export options shared by `zoo export` and `zoo convert` (one definition, the same help).
+InputOption = Annotated[str | None, typer.Option("--input", help="Input shape NxCxHxW, e.g. 1x3x224x224.")]
+DynamicBatchOption = Annotated[
+    bool, typer.Option("--dynamic-batch/--static", help="A symbolic batch dimension (default) or a fixed one.")
+]
+DynamicHWOption = Annotated[bool, typer.Option("--dynamic-hw", help="Symbolic height and width too.")]
+OpsetOption = Annotated[int | None, typer.Option(help="ONNX opset (default: the exporter's).")]
+ExporterOption = Annotated[str, typer.Option(help="auto (dynamo, then TorchScript on failure), dynamo, torchscript.")]
+SimplifyOption = Annotated[bool, typer.Option("--simplify/--no-simplify", help="Run onnxsim.")]
+Fp16Option = Annotated[bool, typer.Option("--fp16", help="Half-precision weights, float32 inputs/outputs.")]
+VerifyOption = Annotated[
+    bool, typer.Option("--verify/--no-verify", help="Compare with PyTorch in onnxruntime at batch 1, 2, 3.")
+]
+AtolOption = Annotated[float | None, typer.Option(help="Absolute tolerance (default 1e-4; fp16 5e-2).")]
+RtolOption = Annotated[float | None, typer.Option(help="Relative tolerance (default 1e-3; fp16 5e-2).")]
+ExternalDataOption = Annotated[str, typer.Option(help="Weights in OUT.onnx.data: auto (over 1.8 GB), always, never.")]
+ArgOption = Annotated[list[str] | None, typer.Option("--arg", help="Builder argument key=value (repeatable).")]
+
 
 def parse_shape(text: str) -> tuple[int, ...]:
     """`1x3x224x224` (or `1,3,224,224`) as a tuple of positive ints."""
@@ -30,27 +48,19 @@ def export_command(
     weights: Annotated[
         str | None, typer.Option(help="Weight tag, checkpoint FILE, or 'none' (default: the registry default).")
     ] = None,
-    input_shape: Annotated[str | None, typer.Option("--input", help="Input shape NxCxHxW, e.g. 1x3x224x224.")] = None,
-    dynamic_batch: Annotated[
-        bool, typer.Option("--dynamic-batch/--static", help="A symbolic batch dimension (default) or a fixed one.")
-    ] = True,
-    dynamic_hw: Annotated[bool, typer.Option("--dynamic-hw", help="Symbolic height and width too.")] = False,
-    opset: Annotated[int | None, typer.Option(help="ONNX opset (default: the exporter's).")] = None,
-    exporter: Annotated[str, typer.Option(help="auto (dynamo, then TorchScript on failure), dynamo, torchscript.")] = (
-        "auto"
-    ),
-    simplify: Annotated[bool, typer.Option("--simplify/--no-simplify", help="Run onnxsim.")] = True,
-    fp16: Annotated[bool, typer.Option("--fp16", help="Half-precision weights, float32 inputs/outputs.")] = False,
+    input_shape: InputOption = None,
+    dynamic_batch: DynamicBatchOption = True,
+    dynamic_hw: DynamicHWOption = False,
+    opset: OpsetOption = None,
+    exporter: ExporterOption = "auto",
+    simplify: SimplifyOption = True,
+    fp16: Fp16Option = False,
     device: Annotated[str, typer.Option(help="Export from the model on cpu or cuda.")] = "cpu",
-    verify: Annotated[
-        bool, typer.Option("--verify/--no-verify", help="Compare with PyTorch in onnxruntime at batch 1, 2, 3.")
-    ] = True,
-    atol: Annotated[float | None, typer.Option(help="Absolute tolerance (default 1e-4; fp16 5e-2).")] = None,
-    rtol: Annotated[float | None, typer.Option(help="Relative tolerance (default 1e-3; fp16 5e-2).")] = None,
-    external_data: Annotated[
-        str, typer.Option(help="Weights in OUT.onnx.data: auto (over 1.8 GB), always, never.")
-    ] = "auto",
-    arg: Annotated[list[str] | None, typer.Option("--arg", help="Builder argument key=value (repeatable).")] = None,
+    verify: VerifyOption = True,
+    atol: AtolOption = None,
+    rtol: RtolOption = None,
+    external_data: ExternalDataOption = "auto",
+    arg: ArgOption = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Export MODEL to ONNX, simplified, verified against PyTorch, with zoo metadata in the file."""
