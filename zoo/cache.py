@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -227,3 +228,14 @@ def _in_use(key: str) -> bool:
             return False
     except Timeout:
         return True
+
+
+def place_file(source: Path, dest: Path) -> None:
+    """Put `source` at `dest` atomically: a hard link where possible, else a copy, renamed into place."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f"{dest.name}.{os.getpid()}.tmp")
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, dest)

@@ -149,13 +149,7 @@ def _from_torch_hub(wanted: _Wanted, dest: Path) -> FetchResult | None:
     sha = cache.hash_file(candidate)
     if not sha.startswith(wanted.expected):
         return None
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f"{dest.name}.{os.getpid()}.tmp")
-    try:
-        os.link(candidate, tmp)
-    except OSError:
-        shutil.copyfile(candidate, tmp)
-    os.replace(tmp, dest)
+    cache.place_file(candidate, dest)
     size = dest.stat().st_size
     cache.write_record(cache.CacheRecord(wanted.key, sha, size, wanted.url, str(candidate), wanted.name, wanted.tag))
     return FetchResult(wanted.name, wanted.tag, dest, sha, size, "torch hub cache")

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
-from zoo import catalogues
+from zoo import cache, catalogues
 from zoo.download import Progress
 from zoo.errors import UnknownModelError
 from zoo.fetching import FetchResult, fetch
@@ -62,7 +61,7 @@ def sync(
         progress: Progress | None = progress_for(selection.name) if progress_for else None
         result = fetch(selection, mirrors=mirrors, offline=offline, progress=progress)
         key = cache_key(selection.weights.url, selection.weights.file_name)
-        _place(result.path, target / key)
+        cache.place_file(result.path, target / key)
         index[key] = {
             "name": selection.entry.qualified_name, "tag": selection.weights.tag, "file": key,
             "sha256": result.sha256, "size": result.size, "url": selection.weights.url,
@@ -71,16 +70,6 @@ def sync(
     _write(index_path, json.dumps({"format": 1, "files": sorted(index.values(), key=lambda i: i["file"])}, indent=1))
     _write(target / "SHA256SUMS", "".join(f"{i['sha256']}  {k}\n" for k, i in sorted(index.items())))
     return results
-
-
-def _place(source: Path, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f"{dest.name}.{os.getpid()}.tmp")
-    try:
-        os.link(source, tmp)
-    except OSError:
-        shutil.copyfile(source, tmp)
-    os.replace(tmp, dest)
 
 
 def _write(path: Path, text: str) -> None:
