@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Annotated, Any
@@ -13,8 +14,15 @@ from rich.table import Table
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+def _width(stream) -> int | None:
+    """The terminal's width; 120 columns when writing to a pipe or log (rich would wrap tables at 80)."""
+    if os.environ.get("COLUMNS") or stream.isatty():
+        return None
+    return 120
+
+
+console = Console(highlight=False, width=_width(sys.stdout))
+err_console = Console(stderr=True, highlight=False, width=_width(sys.stderr))
 
 
 def print_json(data: Any) -> None:
