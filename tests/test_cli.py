@@ -84,3 +84,13 @@ def test_list_info_and_help_do_not_import_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "HEAVY []"
+
+
+def test_every_command_module_imports_on_its_own():
+    """Importing any command module first (as `zoo.export` users and tests do) must not hit an import cycle."""
+    from zoo.cli.app import COMMAND_MODULES
+
+    for name in COMMAND_MODULES:
+        module = f"zoo.cli.{name}_commands"
+        result = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True)
+        assert result.returncode == 0, f"{module}: {result.stderr.strip().splitlines()[-1:]}"

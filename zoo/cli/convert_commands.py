@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from zoo.cli.app import app
-from zoo.cli.export_commands import (
+from zoo.cli.export_options import (
     ArgOption,
     AtolOption,
     DynamicBatchOption,
