@@ -1,4 +1,4 @@
-"""The catalogues plugins fill: models, family builders, weight sources, remaps and architectures.
+"""The catalogues plugins fill: models, family builders, weight sources, remaps, architectures, executors.
 
 Each is built on first use by calling its hook on every plugin, so `zoo list` never collects builders
 and never imports a model library.
