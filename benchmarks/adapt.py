@@ -79,35 +79,12 @@ def main() -> None:
         print(f"in-process    zoo adapt (verify)       {checked * 1000:7.1f} ms   ratio {checked / recipe:.2f}")
         script = Path(tmp) / "recipe.py"
         script.write_text(RECIPE)
+        zoo_adapt = [sys.executable, "-m", "zoo", "adapt", "ResNetBackbone", "--from", "resnet50",
+                     "--from-weights", str(path)]
         commands = {
             "recipe script": [sys.executable, str(script), str(path)],
-            "zoo adapt --no-verify": [
-                sys.executable,
-                "-m",
-                "zoo",
-                "adapt",
-                "ResNetBackbone",
-                "--from",
-                "resnet50",
-                "--from-weights",
-                str(path),
-                "--no-verify",
-                "-o",
-                str(Path(tmp) / "o.safetensors"),
-            ],
-            "zoo adapt (verify)": [
-                sys.executable,
-                "-m",
-                "zoo",
-                "adapt",
-                "ResNetBackbone",
-                "--from",
-                "resnet50",
-                "--from-weights",
-                str(path),
-                "-o",
-                str(Path(tmp) / "v.safetensors"),
-            ],
+            "zoo adapt --no-verify": [*zoo_adapt, "--no-verify", "-o", str(Path(tmp) / "o.safetensors")],
+            "zoo adapt (verify)": [*zoo_adapt, "-o", str(Path(tmp) / "v.safetensors")],
         }
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
