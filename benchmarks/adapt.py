@@ -21,6 +21,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from benchmarks.timing import median_seconds
+
 RECIPE = textwrap.dedent("""
     import sys, torch, torchvision
     model = torchvision.models.resnet50()
@@ -48,15 +50,6 @@ def zoo_in_process(path: Path, verify: bool = False) -> None:
     zoo.adapt("ResNetBackbone", "resnet50", from_weights=path, verify=verify)
 
 
-def median_time(function, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7)
@@ -71,9 +64,9 @@ def main() -> None:
         recipe_in_process(path)  # warm up all (first-call costs are not what we measure)
         zoo_in_process(path)
         zoo_in_process(path, verify=True)
-        recipe = median_time(lambda: recipe_in_process(path), args.repeat)
-        ours = median_time(lambda: zoo_in_process(path), args.repeat)
-        checked = median_time(lambda: zoo_in_process(path, verify=True), args.repeat)
+        recipe = median_seconds(lambda: recipe_in_process(path), args.repeat)
+        ours = median_seconds(lambda: zoo_in_process(path), args.repeat)
+        checked = median_seconds(lambda: zoo_in_process(path, verify=True), args.repeat)
         print(f"in-process    recipe                   {recipe * 1000:7.1f} ms")
         print(f"in-process    zoo adapt --no-verify    {ours * 1000:7.1f} ms   ratio {ours / recipe:.2f}")
         print(f"in-process    zoo adapt (verify)       {checked * 1000:7.1f} ms   ratio {checked / recipe:.2f}")

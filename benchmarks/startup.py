@@ -8,11 +8,11 @@ Each command runs as a whole process (what a user waits for); medians over --run
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from benchmarks.timing import median_seconds
 
 ZOO = str(Path(sys.executable).with_name("zoo")) if Path(sys.executable).with_name("zoo").exists() else "zoo"
 COMMANDS = {
@@ -23,21 +23,19 @@ COMMANDS = {
 }
 
 
-def median_seconds(command: list[str], runs: int) -> float:
-    subprocess.run(command, capture_output=True, check=True)  # warm the file cache
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
+def median_process_seconds(command: list[str], runs: int) -> float:
+    def run() -> None:
         subprocess.run(command, capture_output=True, check=True)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+
+    run()  # warm the file cache
+    return median_seconds(run, runs)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
-    results = {name: median_seconds(command, args.runs) for name, command in COMMANDS.items()}
+    results = {name: median_process_seconds(command, args.runs) for name, command in COMMANDS.items()}
     baseline = results["timm.list_models('resnet*')"]
     print(f"{'command':34} {'median s':>9} {'vs timm':>8}")
     for name, seconds in results.items():
