@@ -72,8 +72,17 @@ def main() -> None:
         print(f"in-process    zoo adapt (verify)       {checked * 1000:7.1f} ms   ratio {checked / recipe:.2f}")
         script = Path(tmp) / "recipe.py"
         script.write_text(RECIPE)
-        zoo_adapt = [sys.executable, "-m", "zoo", "adapt", "ResNetBackbone", "--from", "resnet50",
-                     "--from-weights", str(path)]
+        zoo_adapt = [
+            sys.executable,
+            "-m",
+            "zoo",
+            "adapt",
+            "ResNetBackbone",
+            "--from",
+            "resnet50",
+            "--from-weights",
+            str(path),
+        ]
         commands = {
             "recipe script": [sys.executable, str(script), str(path)],
             "zoo adapt --no-verify": [*zoo_adapt, "--no-verify", "-o", str(Path(tmp) / "o.safetensors")],

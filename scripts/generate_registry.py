@@ -29,20 +29,49 @@ TORCHVISION_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # ImageCl
 
 TIMM_ARCHITECTURES = (
     # resnet
-    "resnet18", "resnet34", "resnet50", "resnet50d", "resnet101", "resnet152", "resnext50_32x4d",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet50d",
+    "resnet101",
+    "resnet152",
+    "resnext50_32x4d",
     # efficientnet
-    "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3",
-    "tf_efficientnet_b0", "tf_efficientnet_b1", "tf_efficientnet_b2", "tf_efficientnet_b3",
-    "tf_efficientnet_lite0", "tf_efficientnetv2_s",
+    "efficientnet_b0",
+    "efficientnet_b1",
+    "efficientnet_b2",
+    "efficientnet_b3",
+    "tf_efficientnet_b0",
+    "tf_efficientnet_b1",
+    "tf_efficientnet_b2",
+    "tf_efficientnet_b3",
+    "tf_efficientnet_lite0",
+    "tf_efficientnetv2_s",
     # mobilenetv3
-    "mobilenetv3_large_100", "mobilenetv3_small_100", "mobilenetv3_small_075", "tf_mobilenetv3_large_100",
+    "mobilenetv3_large_100",
+    "mobilenetv3_small_100",
+    "mobilenetv3_small_075",
+    "tf_mobilenetv3_large_100",
     # convnext
-    "convnext_atto", "convnext_nano", "convnext_tiny", "convnext_small", "convnext_base",
+    "convnext_atto",
+    "convnext_nano",
+    "convnext_tiny",
+    "convnext_small",
+    "convnext_base",
     # vit
-    "vit_tiny_patch16_224", "vit_small_patch16_224", "vit_base_patch16_224", "vit_base_patch32_224",
+    "vit_tiny_patch16_224",
+    "vit_small_patch16_224",
+    "vit_base_patch16_224",
+    "vit_base_patch32_224",
     "vit_large_patch16_224",
     # regnet
-    "regnetx_002", "regnetx_004", "regnety_002", "regnety_004", "regnety_008", "regnety_016", "regnety_032",
+    "regnetx_002",
+    "regnetx_004",
+    "regnety_002",
+    "regnety_004",
+    "regnety_008",
+    "regnety_016",
+    "regnety_032",
 )
 
 
@@ -53,13 +82,15 @@ def torchvision_models() -> list[dict]:
     for name in tvm.list_models(module=tvm):
         enum = tvm.get_model_weights(name)
         weights = [_torchvision_weights(member) for member in _default_first(enum)]
-        models.append({
-            "name": name,
-            "family": "torchvision",
-            "builder": f"torchvision.models:{name}",
-            "tags": ["classification"],
-            "weights": weights,
-        })
+        models.append(
+            {
+                "name": name,
+                "family": "torchvision",
+                "builder": f"torchvision.models:{name}",
+                "tags": ["classification"],
+                "weights": weights,
+            }
+        )
     return models
 
 
@@ -109,14 +140,16 @@ def timm_models() -> list[dict]:
             if not cfg.hf_hub_id:
                 continue
             weights.append(_timm_weights(arch, tag, cfg))
-        models.append({
-            "name": arch,
-            "family": "timm",
-            "builder": "timm:create_model",
-            "builder_kwargs": {"model_name": arch},
-            "tags": ["classification"],
-            "weights": weights,
-        })
+        models.append(
+            {
+                "name": arch,
+                "family": "timm",
+                "builder": "timm:create_model",
+                "builder_kwargs": {"model_name": arch},
+                "tags": ["classification"],
+                "weights": weights,
+            }
+        )
     return models
 
 
@@ -145,8 +178,11 @@ def catalogue() -> dict:
 
     return {
         "format": 1,
-        "generator": {"script": "scripts/generate_registry.py", "torchvision": torchvision.__version__.split("+")[0],
-                      "timm": timm.__version__},
+        "generator": {
+            "script": "scripts/generate_registry.py",
+            "torchvision": torchvision.__version__.split("+")[0],
+            "timm": timm.__version__,
+        },
         "models": torchvision_models() + timm_models(),
     }
 

@@ -31,8 +31,11 @@ def register_models(register) -> None:
         url = os.environ.get("CONVERT_TEST_WEIGHTS_URL")
         if name == "tiny_a" and url:
             weights = (WeightSet(tag="test", url=url, num_classes=10, input_size=(3, 32, 32)),)
-        register(ModelEntry(name=name, family=FAMILY, builder=f"convert_models:{name}", weights=weights,
-                            description=description))
+        register(
+            ModelEntry(
+                name=name, family=FAMILY, builder=f"convert_models:{name}", weights=weights, description=description
+            )
+        )
 
 
 @hookimpl

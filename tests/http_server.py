@@ -215,7 +215,7 @@ class _Handler(BaseHTTPRequestHandler):
                     if delay:
                         time.sleep(delay)
                     count = min(CHUNK, stop - position)
-                    chunk = bytearray(view[position:position + count] if view is not None else stream.read(count))
+                    chunk = bytearray(view[position : position + count] if view is not None else stream.read(count))
                     if position <= corrupt_at < position + count:
                         chunk[corrupt_at - position] ^= 0xFF
                     self.wfile.write(chunk)

@@ -124,13 +124,17 @@ def test_fetch_url_in_a_real_process_prints_the_verified_path(http_server):  # n
     url = http_server.add("blob.bin", data)
     process = subprocess.run(
         [sys.executable, "-m", "zoo", "fetch", url, "--sha256", sha256_hex(data), "--json"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert process.returncode == 0, process.stderr
     (item,) = json.loads(process.stdout)
     assert open(item["path"], "rb").read() == data and item["source"] == url
     wrong = subprocess.run(
-        [sys.executable, "-m", "zoo", "fetch", http_server.url("missing.bin")], capture_output=True, text=True,
+        [sys.executable, "-m", "zoo", "fetch", http_server.url("missing.bin")],
+        capture_output=True,
+        text=True,
     )
     assert wrong.returncode == 5 and "404" in wrong.stderr and "Traceback" not in wrong.stderr
 

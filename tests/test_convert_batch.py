@@ -53,8 +53,9 @@ def run_zoo(*args, timeout=300):
 
 def test_a_batch_with_a_failure_and_a_hang_finishes_records_each_and_resumes(convtest, tmp_path):
     out = tmp_path / "onnx"
-    first = run_zoo("convert", "convtest:*", "-x", "*hog", "-o", str(out), *SMALL, "--jobs", "2", "--timeout", "40",
-                    "--json")
+    first = run_zoo(
+        "convert", "convtest:*", "-x", "*hog", "-o", str(out), *SMALL, "--jobs", "2", "--timeout", "40", "--json"
+    )
     assert first.returncode == 1, first.stderr
     assert "2 of 5 conversions failed" in first.stderr
     result = json.loads(first.stdout)
@@ -90,8 +91,20 @@ def test_a_batch_with_a_failure_and_a_hang_finishes_records_each_and_resumes(con
     assert {r["status"] for r in json.loads(again.stdout)["models"]} == {"skipped"}
     assert len(manifest.read_rows(out)) == 5  # nothing re-converted, nothing appended
 
-    retried = run_zoo("convert", "convtest:*", "-x", "*hog", "-x", "*hangs", "-o", str(out), *SMALL,
-                      "--retry-failed", "--allow-failures", "--json")
+    retried = run_zoo(
+        "convert",
+        "convtest:*",
+        "-x",
+        "*hog",
+        "-x",
+        "*hangs",
+        "-o",
+        str(out),
+        *SMALL,
+        "--retry-failed",
+        "--allow-failures",
+        "--json",
+    )
     assert retried.returncode == 0, retried.stderr
     data = json.loads(retried.stdout)
     assert [r["name"] for r in data["models"]] == ["convtest:broken"]
@@ -159,8 +172,7 @@ def test_ctrl_c_or_killing_the_command_mid_batch_loses_nothing_and_a_rerun_finis
 
 def test_the_memory_cap_turns_a_huge_allocation_into_a_recorded_failure(convtest, tmp_path):
     options = ExportOptions(weights="none", input_shape=(1, 3, 32, 32))
-    result = convert(["convtest:hog", "convtest:tiny_b"], tmp_path, options=options, jobs=2, max_memory=6,
-                     timeout=120)
+    result = convert(["convtest:hog", "convtest:tiny_b"], tmp_path, options=options, jobs=2, max_memory=6, timeout=120)
     rows = {row["name"]: row for row in result.rows}
     hog = rows["convtest:hog"]
     assert hog["status"] == "failed", hog
@@ -185,7 +197,8 @@ def test_the_ray_executor_gives_the_manifest_the_local_executor_gives(convtest, 
     assert sorted(by_ray) == sorted(by_local)
     differences = {
         (name, key, by_ray[name].get(key), by_local[name].get(key))
-        for name in by_ray for key in by_ray[name].keys() | by_local[name].keys()
+        for name in by_ray
+        for key in by_ray[name].keys() | by_local[name].keys()
         if by_ray[name].get(key) != by_local[name].get(key)
     }
     assert not differences

@@ -27,8 +27,9 @@ def _append_many(directory: str, writer: int) -> None:
 
 
 def test_concurrent_appends_from_processes_give_whole_lines(tmp_path):
-    processes = [multiprocessing.get_context("spawn").Process(target=_append_many, args=(str(tmp_path), w))
-                 for w in range(4)]
+    processes = [
+        multiprocessing.get_context("spawn").Process(target=_append_many, args=(str(tmp_path), w)) for w in range(4)
+    ]
     for process in processes:
         process.start()
     for process in processes:
@@ -104,9 +105,11 @@ def test_executors_come_from_the_plugin_hook_and_ray_is_imported_only_when_used(
     assert executors().owner("local") == "executors"
     with pytest.raises(UserInputError, match="unknown executor 'dask'.*local"):
         create("dask", None)
-    code = ("import sys; from zoo.catalogues import executors; executors(); "
-            "import zoo.cli.app; assert 'ray' not in sys.modules and 'torch' not in sys.modules; "
-            "assert 'zoo.converting' not in sys.modules, 'the executors plugin must register lazily'")
+    code = (
+        "import sys; from zoo.catalogues import executors; executors(); "
+        "import zoo.cli.app; assert 'ray' not in sys.modules and 'torch' not in sys.modules; "
+        "assert 'zoo.converting' not in sys.modules, 'the executors plugin must register lazily'"
+    )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
 
 
@@ -161,8 +164,17 @@ def test_a_plugin_executor_runs_the_batch(monkeypatch, tmp_path, add_plugin):
 def test_reports_escape_what_errors_contain(tmp_path):
     rows = [
         {"name": "a:x", "status": "failed", "error_class": "ExportError", "error": "op <a|b> failed"},
-        {"name": "a:y", "status": "ok", "exporter": "dynamo", "opset": 18, "nodes_before": 9, "nodes_after": 5,
-         "size_bytes": 2_500_000, "max_abs_diff": 1.5e-6, "wall_seconds": 3.25},
+        {
+            "name": "a:y",
+            "status": "ok",
+            "exporter": "dynamo",
+            "opset": 18,
+            "nodes_before": 9,
+            "nodes_after": 5,
+            "size_bytes": 2_500_000,
+            "max_abs_diff": 1.5e-6,
+            "wall_seconds": 3.25,
+        },
     ]
     md, html = report.write_reports(tmp_path, rows)
     text = md.read_text()
@@ -187,8 +199,9 @@ def test_cli_errors_are_one_line_with_exit_codes(tmp_path):
 def test_convert_result_json_lists_skipped_models(tmp_path):
     from zoo.converting.core import ConvertResult
 
-    result = ConvertResult(tmp_path, rows=[{"name": "b", "status": "failed"}],
-                           up_to_date=[{"name": "a", "status": "ok"}])
+    result = ConvertResult(
+        tmp_path, rows=[{"name": "b", "status": "failed"}], up_to_date=[{"name": "a", "status": "ok"}]
+    )
     data = json.loads(json.dumps(result.to_dict()))
     assert [(m["name"], m["status"]) for m in data["models"]] == [("b", "failed"), ("a", "skipped")]
     assert data["counts"] == {"failed": 1, "skipped": 1}

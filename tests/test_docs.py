@@ -12,8 +12,7 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
 
 def hook_names() -> list[str]:
     return [
-        name for name, function in inspect.getmembers(hookspecs, inspect.isfunction)
-        if hasattr(function, "zoo_spec")
+        name for name, function in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(function, "zoo_spec")
     ]
 
 

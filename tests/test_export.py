@@ -212,8 +212,14 @@ def test_fp16_halves_the_file_and_keeps_float32_io(tiny, tmp_path):
 
 def test_external_data_uses_a_relative_path_and_survives_a_move(tiny, tmp_path):
     out = tmp_path / "a" / "ext.onnx"
-    report = export(f"{tiny}:TinyCNN", out, input_shape=(1, 3, 16, 16), exporter="torchscript",
-                    external_data="always", kwargs={"classes": 300})
+    report = export(
+        f"{tiny}:TinyCNN",
+        out,
+        input_shape=(1, 3, 16, 16),
+        exporter="torchscript",
+        external_data="always",
+        kwargs={"classes": 300},
+    )
     assert report.external_data == "ext.onnx.data" and (tmp_path / "a" / "ext.onnx.data").is_file()
     proto = onnx.load(str(out), load_external_data=False)
     locations = {e.value for t in proto.graph.initializer for e in t.external_data if e.key == "location"}
@@ -222,8 +228,15 @@ def test_external_data_uses_a_relative_path_and_survives_a_move(tiny, tmp_path):
     x = np.ones((1, 3, 16, 16), np.float32)
     assert run_onnx(tmp_path / "moved" / "ext.onnx", x)[0].shape == (1, 300)
     # Writing the same file again with inline weights removes the now stale data file.
-    export(f"{tiny}:TinyCNN", tmp_path / "moved" / "ext.onnx", input_shape=(1, 3, 16, 16), exporter="torchscript",
-           external_data="never", kwargs={"classes": 300}, verify=False)
+    export(
+        f"{tiny}:TinyCNN",
+        tmp_path / "moved" / "ext.onnx",
+        input_shape=(1, 3, 16, 16),
+        exporter="torchscript",
+        external_data="never",
+        kwargs={"classes": 300},
+        verify=False,
+    )
     assert not (tmp_path / "moved" / "ext.onnx.data").exists()
     assert leftovers(tmp_path / "moved") == []
 
@@ -314,10 +327,20 @@ def test_failed_verification_leaves_the_previous_file_untouched(tiny, tmp_path):
     report = failure.value.report.to_dict()
     assert report["verified"] is False and report["verification"]["max_abs"] > 1e-3
     json.dumps(report)
-    result = cli("export", f"{tiny}:ExportsDifferently", "-o", str(out), "--input", "1x3x8x8", "--exporter",
-                 "torchscript", "--json")
+    result = cli(
+        "export",
+        f"{tiny}:ExportsDifferently",
+        "-o",
+        str(out),
+        "--input",
+        "1x3x8x8",
+        "--exporter",
+        "torchscript",
+        "--json",
+    )
     assert result.exit_code == 6 and json.loads(result.stdout)["verified"] is False
     assert out.read_bytes() == b"the previous good model"
+
 
 def test_view_serves_the_model_on_loopback(tiny, tmp_path):
     pytest.importorskip("netron")
@@ -330,8 +353,11 @@ def test_view_serves_the_model_on_loopback(tiny, tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "zoo", "view", str(out), "--port", str(port), "--no-browse"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "zoo", "view", str(out), "--port", str(port), "--no-browse"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:

@@ -27,9 +27,12 @@ def tiny(http_server, tmp_path, monkeypatch, fast_retries):  # noqa: F811
     data = checkpoint_bytes(tiny_state_dict())
     name = hashed_name("tinynet", data)
     url = http_server.add(f"models/{name}", data)
-    registry = write_registry(tmp_path / "test-registry.toml", [
-        registry_entry("tinynet", url, data, family="testzoo", builder="x:y"),
-    ])
+    registry = write_registry(
+        tmp_path / "test-registry.toml",
+        [
+            registry_entry("tinynet", url, data, family="testzoo", builder="x:y"),
+        ],
+    )
     monkeypatch.setenv("ZOO_REGISTRY", str(registry))
     catalogues.reset()
     return data, name, url, f"models/{name}"
@@ -40,7 +43,12 @@ def test_fetch_downloads_verifies_and_caches_then_reuses(tiny, http_server):  # 
     result = zoo.fetch("testzoo:tinynet.v1")
     assert result.path == cache.weights_dir() / name and result.path.read_bytes() == data
     assert (result.sha256, result.size, result.source, result.name, result.tag) == (
-        sha256_hex(data), len(data), url, "testzoo:tinynet", "v1")
+        sha256_hex(data),
+        len(data),
+        url,
+        "testzoo:tinynet",
+        "v1",
+    )
     assert cache.read_record(name).sha256 == sha256_hex(data)
     again = fetch("tinynet")
     assert again.source == "cache" and again.path == result.path
@@ -157,9 +165,10 @@ def test_registry_entry_mirrors_are_used(http_server, tmp_path, monkeypatch, fas
     data = checkpoint_bytes(tiny_state_dict(2))
     name = hashed_name("withmirror", data)
     mirror = http_server.add(name, data)
-    registry = write_registry(tmp_path / "r.toml", [
-        registry_entry("withmirror", f"http://origin.invalid/{name}", data, family="testzoo", mirrors=[mirror])
-    ])
+    registry = write_registry(
+        tmp_path / "r.toml",
+        [registry_entry("withmirror", f"http://origin.invalid/{name}", data, family="testzoo", mirrors=[mirror])],
+    )
     monkeypatch.setenv("ZOO_REGISTRY", str(registry))
     assert fetch("testzoo:withmirror").source == mirror
 
@@ -240,10 +249,13 @@ def test_a_plugin_weight_source_is_hashed_verified_and_cached_like_http(add_plug
             register("pkg", PackageSource())
 
     add_plugin(Plugin(), "pkg-plugin")
-    registry = write_registry(tmp_path / "r.toml", [
-        registry_entry("pkgnet", f"pkg:team/{name}", data, family="testzoo"),
-        registry_entry("pkgbad", "pkg:team/pkgbad-00000000.pth", None, family="testzoo"),
-    ])
+    registry = write_registry(
+        tmp_path / "r.toml",
+        [
+            registry_entry("pkgnet", f"pkg:team/{name}", data, family="testzoo"),
+            registry_entry("pkgbad", "pkg:team/pkgbad-00000000.pth", None, family="testzoo"),
+        ],
+    )
     monkeypatch.setenv("ZOO_REGISTRY", str(registry))
     result = fetch("testzoo:pkgnet")
     assert result.path.read_bytes() == data and result.source == f"pkg:team/{name}"

@@ -36,8 +36,9 @@ def test_eight_processes_fetching_one_file_download_it_once(http_server):  # noq
     http_server.slow("shared.bin", delay=0.01)  # ~0.3 s of transfer: the processes overlap
     digest = sha256_hex(data)
     processes = [
-        subprocess.Popen([sys.executable, "-c", FETCH, url, digest], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", FETCH, url, digest], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for _ in range(8)
     ]
     outputs = [p.communicate(timeout=120) for p in processes]

@@ -97,10 +97,13 @@ def served_resnet(http_server, tmp_path, monkeypatch, resnet18_sd):  # noqa: F81
     data = checkpoint_bytes(old_style)
     name = hashed_name("resnet18_local", data)
     url = http_server.add(name, data)
-    registry = write_registry(tmp_path / "r.toml", [
-        registry_entry("resnet18_local", url, data),
-        registry_entry("resnet18_ten", url, data, num_classes=10),
-    ])
+    registry = write_registry(
+        tmp_path / "r.toml",
+        [
+            registry_entry("resnet18_local", url, data),
+            registry_entry("resnet18_ten", url, data, num_classes=10),
+        ],
+    )
     monkeypatch.setenv("ZOO_REGISTRY", str(registry))
     catalogues.reset()
     return old_style, data

@@ -18,7 +18,8 @@ def test_every_zoo_package_is_in_the_distribution():
 
 def test_constraints_pin_the_tested_torch_pair():
     pins = dict(
-        line.split("==") for line in (ROOT / "constraints.txt").read_text().splitlines()
+        line.split("==")
+        for line in (ROOT / "constraints.txt").read_text().splitlines()
         if "==" in line and not line.startswith("#")
     )
     assert pins["torch"] == "2.14.1" and pins["torchvision"] == "0.29.1"

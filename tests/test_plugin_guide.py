@@ -60,7 +60,10 @@ def test_zoo_plugins_shows_what_overrides_what(add_plugin):
     data = json.loads(runner.invoke(app, ["plugins", "--json"]).stdout)
     assert len(data["overrides"]) == count
     assert data["overrides"][0] == {
-        "kind": "model", "name": "torchvision:alexnet", "winner": "acme-mirror", "loser": "torchvision",
+        "kind": "model",
+        "name": "torchvision:alexnet",
+        "winner": "acme-mirror",
+        "loser": "torchvision",
     }
 
 
@@ -78,15 +81,21 @@ def test_entries_is_a_snapshot_of_plugins_loaded_before(add_plugin):
 
 
 def test_plugin_names_from_a_name():
-    assert PluginNames.from_name("Acme_Models") == PluginNames("zoo-acme-models", "zoo_acme_models", "acme_models",
-                                                              "acme-models")
+    assert PluginNames.from_name("Acme_Models") == PluginNames(
+        "zoo-acme-models", "zoo_acme_models", "acme_models", "acme-models"
+    )
     assert PluginNames.from_name("zoo-acme").module == "zoo_acme"
 
 
 def test_rendered_package_is_complete_and_its_python_compiles():
     files = render(PluginNames.from_name("acme"))
-    assert set(files) == {"pyproject.toml", "README.md", "zoo_acme/__init__.py", "zoo_acme/model.py",
-                          "tests/test_zoo_acme.py"}
+    assert set(files) == {
+        "pyproject.toml",
+        "README.md",
+        "zoo_acme/__init__.py",
+        "zoo_acme/model.py",
+        "tests/test_zoo_acme.py",
+    }
     assert '[project.entry-points.zoo]\nacme = "zoo_acme"' in files["pyproject.toml"]
     for path, text in files.items():
         assert "$" not in text.replace("$ACME_WEIGHTS_DIR", ""), path  # every placeholder filled in
@@ -165,7 +174,10 @@ def test_scaffolded_plugin_passes_its_own_test_after_pip_install(tmp_path):
         env = {k: v for k, v in os.environ.items() if k != "ZOO_LOAD_PLUGINS"}
         result = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-            cwd=scaffold.path, capture_output=True, text=True, env=env,
+            cwd=scaffold.path,
+            capture_output=True,
+            text=True,
+            env=env,
         )
         assert result.returncode == 0, result.stdout + result.stderr
         assert "4 passed" in result.stdout

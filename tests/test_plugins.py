@@ -38,13 +38,17 @@ def module_dir(tmp_path, monkeypatch):
 
 
 def test_zoo_plugins_variable_loads_modules(module_dir, monkeypatch):
-    write_module(module_dir, "extra_models", '''
+    write_module(
+        module_dir,
+        "extra_models",
+        """
         from zoo import ModelEntry, hookimpl
 
         @hookimpl
         def register_models(register):
             register(ModelEntry(name="extra", family="extra", builder="torch.nn:Identity"))
-    ''')
+    """,
+    )
     monkeypatch.setenv("ZOO_PLUGINS", "extra_models")
     plugins.reset()
     assert zoo.get_entry("extra").plugin == "extra_models"

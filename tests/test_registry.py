@@ -47,8 +47,15 @@ def test_patterns_exclude_family_and_pretrained():
 class Alias:
     @hookimpl
     def register_models(self, register):
-        register(ModelEntry(name="tiny", family="mine", builder="torch.nn:Identity", aliases=("tiny_v0",),
-                            weights=(WeightSet(tag="a", url="https://x/tiny-aaaa1111.pth", aliases=("OLD",)),)))
+        register(
+            ModelEntry(
+                name="tiny",
+                family="mine",
+                builder="torch.nn:Identity",
+                aliases=("tiny_v0",),
+                weights=(WeightSet(tag="a", url="https://x/tiny-aaaa1111.pth", aliases=("OLD",)),),
+            )
+        )
 
 
 def test_aliases_of_models_and_tags(add_plugin):
@@ -63,8 +70,12 @@ class Resnet50Again:
 
     @hookimpl
     def register_models(self, register):
-        entry = ModelEntry(name="resnet50", family="torchvision", builder="torch.nn:Identity",
-                           weights=(WeightSet(tag="mirror", url="https://mirror.example/resnet50-11ad3fa6.pth"),))
+        entry = ModelEntry(
+            name="resnet50",
+            family="torchvision",
+            builder="torch.nn:Identity",
+            weights=(WeightSet(tag="mirror", url="https://mirror.example/resnet50-11ad3fa6.pth"),),
+        )
         register(entry, overrides=self.overrides)
 
 

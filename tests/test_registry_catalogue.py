@@ -38,8 +38,14 @@ def test_every_torchvision_classification_model_and_weight_set_is_registered():
 
 
 def test_timm_families_users_reach_for_are_there():
-    for pattern in ("timm:resnet*", "timm:*efficientnet*", "timm:mobilenetv3*", "timm:convnext*", "timm:vit_*",
-                    "timm:regnet*"):
+    for pattern in (
+        "timm:resnet*",
+        "timm:*efficientnet*",
+        "timm:mobilenetv3*",
+        "timm:convnext*",
+        "timm:vit_*",
+        "timm:regnet*",
+    ):
         assert zoo.list_models(pattern, pretrained=True), pattern
 
 

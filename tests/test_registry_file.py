@@ -7,7 +7,8 @@ import pytest
 from zoo.errors import RegistryFileError
 from zoo.registry_file import read_registry_file
 
-VALID = '''
+VALID = (
+    '''
 format = 1
 
 [[models]]
@@ -28,10 +29,13 @@ std = [0.5, 0.5, 0.5]
 [[models.weights]]
 tag = "v2"
 url = "https://example.com/tinynet_v2.safetensors"
-sha256 = "''' + "ab" * 32 + '''"
+sha256 = "'''
+    + "ab" * 32
+    + """"
 format = "safetensors"
 size = 1234
-'''
+"""
+)
 
 
 def write(tmp_path, text: str):

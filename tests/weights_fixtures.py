@@ -1,6 +1,6 @@
 """Real checkpoints and registry files for fetch/load tests: generated, hashed, and served on loopback.
 
-    from weights_fixtures import checkpoint_bytes, registry_entry, sha256_hex, write_registry
+from weights_fixtures import checkpoint_bytes, registry_entry, sha256_hex, write_registry
 """
 
 from __future__ import annotations
@@ -48,9 +48,19 @@ def hashed_name(stem: str, data: bytes, suffix: str = ".pth") -> str:
     return f"{stem}-{sha256_hex(data)[:8]}{suffix}"
 
 
-def registry_entry(name: str, url: str, data: bytes | None = None, *, family: str = "torchvision",
-                   builder: str = "torchvision.models:resnet18", tag: str = "v1", mirrors: list[str] | None = None,
-                   num_classes: int | None = None, params: int | None = None, full_hash: bool = True) -> dict:
+def registry_entry(
+    name: str,
+    url: str,
+    data: bytes | None = None,
+    *,
+    family: str = "torchvision",
+    builder: str = "torchvision.models:resnet18",
+    tag: str = "v1",
+    mirrors: list[str] | None = None,
+    num_classes: int | None = None,
+    params: int | None = None,
+    full_hash: bool = True,
+) -> dict:
     """One `[[models]]` table (as a dict) whose weight set carries the generated file's own sha256."""
     weights: dict = {"tag": tag, "url": url}
     if data is not None and full_hash:

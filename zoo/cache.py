@@ -38,9 +38,7 @@ def weights_dir() -> Path:
 
 def torch_hub_dir() -> Path:
     """torch's checkpoint cache: `$TORCH_HOME/hub/checkpoints` (TORCH_HOME defaults to ~/.cache/torch)."""
-    torch_home = os.environ.get("TORCH_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", "~/.cache"), "torch"
-    )
+    torch_home = os.environ.get("TORCH_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "torch")
     return Path(torch_home).expanduser() / "hub" / "checkpoints"
 
 
@@ -197,7 +195,8 @@ def prune(older_than_s: float = 0.0, dry_run: bool = False) -> list[Path]:
         return []
     now = time.time()
     doomed = [
-        p for p in root.rglob("*")
+        p
+        for p in root.rglob("*")
         if p.is_file() and p.name.endswith((".bad", ".part", ".tmp")) and now - p.stat().st_mtime >= older_than_s
     ]
     meta_root = root / META_DIR

@@ -194,4 +194,4 @@ def _pump(opened: OpenedSource, part: Path, hasher: _Hasher, offset: int, total,
 
 def _write_all(out, view: memoryview) -> None:
     while view:
-        view = view[out.write(view):]
+        view = view[out.write(view) :]

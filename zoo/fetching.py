@@ -93,8 +93,14 @@ def fetch_url(
 
 def wanted_for(name: str | None, weights: WeightSet) -> _Wanted:
     return _Wanted(
-        weights.url, cache.cache_key(weights.url, weights.file_name), weights.sha256, weights.hash_prefix,
-        weights.size, weights.mirrors, name, weights.tag,
+        weights.url,
+        cache.cache_key(weights.url, weights.file_name),
+        weights.sha256,
+        weights.hash_prefix,
+        weights.size,
+        weights.mirrors,
+        name,
+        weights.tag,
     )
 
 

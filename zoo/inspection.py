@@ -122,7 +122,8 @@ def find_fitting_models(state_dict: dict, params: int, limit: int = 6) -> list[F
                 counts[entry.qualified_name] = weights.params
     exact = [name for name, count in counts.items() if count == params]
     near = sorted(
-        (abs(count - params), name) for name, count in counts.items()
+        (abs(count - params), name)
+        for name, count in counts.items()
         if name not in exact and abs(count - params) <= 0.1 * max(params, 1)
     )
     candidates = exact + [name for _, name in near][: max(0, limit - len(exact))]

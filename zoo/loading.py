@@ -51,7 +51,7 @@ class Checkpoint:
 
 
 def detect_format(path: Path) -> str:
-    """"safetensors" or "pickle", from the suffix or, failing that, the file's first bytes."""
+    """ "safetensors" or "pickle", from the suffix or, failing that, the file's first bytes."""
     if path.suffix == ".safetensors":
         return "safetensors"
     if path.suffix in (".pth", ".pt", ".bin", ".ckpt", ".tar"):
@@ -156,7 +156,7 @@ def unwrap(obj: Any, path: Path | str = "") -> tuple[dict[str, torch.Tensor], li
     metadata = getattr(obj, "_metadata", None)
     for prefix in ("module.", "_orig_mod."):
         if all(k.startswith(prefix) for k in tensors):
-            tensors = {k[len(prefix):]: v for k, v in tensors.items()}
+            tensors = {k[len(prefix) :]: v for k, v in tensors.items()}
             if metadata is not None:
                 metadata = {k.removeprefix(prefix): v for k, v in metadata.items()}
             unwrapped.append(prefix)

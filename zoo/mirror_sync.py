@@ -43,7 +43,12 @@ def selections_for(patterns: list[str], all_tags: bool = False) -> list[Selectio
 
 
 def sync(
-    patterns: list[str], target: Path, *, all_tags: bool = False, mirrors=(), offline: bool | None = None,
+    patterns: list[str],
+    target: Path,
+    *,
+    all_tags: bool = False,
+    mirrors=(),
+    offline: bool | None = None,
     progress_for=None,
 ) -> list[FetchResult]:
     """Fetch (verified, through the cache) everything `patterns` name and place it in `target` with an index."""
@@ -63,8 +68,12 @@ def sync(
         key = cache_key(selection.weights.url, selection.weights.file_name)
         cache.place_file(result.path, target / key)
         index[key] = {
-            "name": selection.entry.qualified_name, "tag": selection.weights.tag, "file": key,
-            "sha256": result.sha256, "size": result.size, "url": selection.weights.url,
+            "name": selection.entry.qualified_name,
+            "tag": selection.weights.tag,
+            "file": key,
+            "sha256": result.sha256,
+            "size": result.size,
+            "url": selection.weights.url,
         }
         results.append(result)
     _write(index_path, json.dumps({"format": 1, "files": sorted(index.values(), key=lambda i: i["file"])}, indent=1))

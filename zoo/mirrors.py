@@ -49,7 +49,7 @@ def candidate_urls(url: str, key: str, mirrors: Iterable[str] = (), entry_mirror
     urls = [f"{base.rstrip('/')}/{key}" for base in bases]
     for prefix, replacement in (config.get("mirror_map") or {}).items():
         if url.startswith(prefix):
-            urls.append(replacement + url[len(prefix):])
+            urls.append(replacement + url[len(prefix) :])
     urls.extend(entry_mirrors)
     urls.append(url)
     return list(dict.fromkeys(urls))

@@ -1,8 +1,8 @@
-'''The files `zoo plugins new NAME` writes (string.Template: `$module`, `$plugin`, ... are filled in by zoo.scaffold).
+"""The files `zoo plugins new NAME` writes (string.Template: `$module`, `$plugin`, ... are filled in by zoo.scaffold).
 
 The plugin they make contributes one of each kind: a model with its builder, a weight source for its own
 URL scheme, and a key remap; its test passes straight after `pip install -e '.[test]'`, with no network.
-'''
+"""
 
 from __future__ import annotations
 

@@ -98,10 +98,7 @@ class ModelRegistry:
         """Resolve `[family:]name[.tag]` (names and tags may be aliases) to a model and weight set."""
         family, _, rest = spec.rpartition(":")
         name, dot, tag = rest.partition(".")
-        candidates = [
-            e for e in self
-            if (not family or e.family == family) and (e.name == name or name in e.aliases)
-        ]
+        candidates = [e for e in self if (not family or e.family == family) and (e.name == name or name in e.aliases)]
         if not candidates:
             raise UnknownModelError(self._unknown_message(spec, family))
         entry = next((e for e in candidates if e.name == name), candidates[0])
@@ -128,7 +125,8 @@ class ModelRegistry:
             return any(fnmatch.fnmatchcase(key, p) for key in keys for p in patterns)
 
         return [
-            e for e in self
+            e
+            for e in self
             if (not include or matches(e, include))
             and not matches(e, exclude)
             and (family is None or e.family == family)

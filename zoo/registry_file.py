@@ -156,9 +156,7 @@ def _parse_model(raw: Any, where: str, plugin: str) -> ModelEntry:
             raise RegistryFileError(f"{where}: field {name!r} is empty")
     if "." in raw["name"] or ":" in raw["name"]:
         raise RegistryFileError(f"{where}: field 'name' must not contain '.' or ':' (they separate tag and family)")
-    weights = tuple(
-        _parse_weights(w, f"{where} weights[{i}]") for i, w in enumerate(raw.get("weights", []))
-    )
+    weights = tuple(_parse_weights(w, f"{where} weights[{i}]") for i, w in enumerate(raw.get("weights", [])))
     tags = [w.tag for w in weights]
     duplicate = next((t for t in tags if tags.count(t) > 1), None)
     if duplicate:

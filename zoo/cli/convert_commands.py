@@ -78,17 +78,39 @@ def convert_command(
     from zoo.targets import parse_kwargs
 
     options = ExportOptions(
-        weights=weights, input_shape=parse_shape(input_shape) if input_shape else None,
-        dynamic_batch=dynamic_batch, dynamic_hw=dynamic_hw, opset=opset, exporter=exporter, simplify=simplify,
-        fp16=fp16, verify=verify, atol=atol, rtol=rtol, external_data=external_data, kwargs=parse_kwargs(arg),
+        weights=weights,
+        input_shape=parse_shape(input_shape) if input_shape else None,
+        dynamic_batch=dynamic_batch,
+        dynamic_hw=dynamic_hw,
+        opset=opset,
+        exporter=exporter,
+        simplify=simplify,
+        fp16=fp16,
+        verify=verify,
+        atol=atol,
+        rtol=rtol,
+        external_data=external_data,
+        kwargs=parse_kwargs(arg),
     )
     display = LiveDisplay(enabled=not json_output)
     with display:
         result = convert(
-            patterns or [], output, exclude=exclude or [], all_models=all_models, options=options, jobs=jobs,
-            executor=executor, address=ray_address, resume=resume, retry_failed=retry_failed,
-            timeout=timeout or None, max_memory=max_memory, threads=threads,
-            events=display, on_plan=display.planned, on_row=display.finished,
+            patterns or [],
+            output,
+            exclude=exclude or [],
+            all_models=all_models,
+            options=options,
+            jobs=jobs,
+            executor=executor,
+            address=ray_address,
+            resume=resume,
+            retry_failed=retry_failed,
+            timeout=timeout or None,
+            max_memory=max_memory,
+            threads=threads,
+            events=display,
+            on_plan=display.planned,
+            on_row=display.finished,
         )
     if json_output:
         print_json(result.to_dict())
@@ -113,8 +135,11 @@ def _render(result) -> None:
     console.print(f"{counts_line(rows)}  ({jobs})", style="dim")
     if result.not_retried:
         console.print(f"{len(result.not_retried)} selected models had not failed and were left alone", style="dim")
-    console.print(f"manifest: {result.directory / 'manifest.jsonl'}  report: {result.directory / 'report.md'}",
-                  style="dim", soft_wrap=True)
+    console.print(
+        f"manifest: {result.directory / 'manifest.jsonl'}  report: {result.directory / 'report.md'}",
+        style="dim",
+        soft_wrap=True,
+    )
 
 
 class LiveDisplay:
@@ -134,12 +159,19 @@ class LiveDisplay:
         from rich.live import Live
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            console=err_console)
-        self.workers = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                                console=err_console)
-        self.live = self._stack.enter_context(Live(Group(self.bar, self.workers), console=err_console,
-                                                   refresh_per_second=8, transient=True))
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+        )
+        self.workers = Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console
+        )
+        self.live = self._stack.enter_context(
+            Live(Group(self.bar, self.workers), console=err_console, refresh_per_second=8, transient=True)
+        )
         return self
 
     def __exit__(self, *exc) -> None:
@@ -175,5 +207,8 @@ class LiveDisplay:
                 self.bar.advance(self.overall)
         status = row["status"]
         error = f"  {row['error_class']}: {row['error']}" if row.get("error_class") else ""
-        err_console.print(f"[{STATUS_STYLE.get(status, '')}]{status:>13}[/] {row['name']}"
-                          f"  {row.get('wall_seconds', 0):.1f} s{error}", soft_wrap=True, highlight=False)
+        err_console.print(
+            f"[{STATUS_STYLE.get(status, '')}]{status:>13}[/] {row['name']}  {row.get('wall_seconds', 0):.1f} s{error}",
+            soft_wrap=True,
+            highlight=False,
+        )

@@ -57,10 +57,23 @@ def export_command(
     with err_console.status("exporting", spinner="dots") as status:
         try:
             report = export(
-                model, output, weights=weights, input_shape=shape, dynamic_batch=dynamic_batch,
-                dynamic_hw=dynamic_hw, opset=opset, exporter=exporter, simplify=simplify, fp16=fp16,
-                device=device, verify=verify, atol=atol, rtol=rtol, external_data=external_data,
-                kwargs=parse_kwargs(arg), progress=lambda message: status.update(message),
+                model,
+                output,
+                weights=weights,
+                input_shape=shape,
+                dynamic_batch=dynamic_batch,
+                dynamic_hw=dynamic_hw,
+                opset=opset,
+                exporter=exporter,
+                simplify=simplify,
+                fp16=fp16,
+                device=device,
+                verify=verify,
+                atol=atol,
+                rtol=rtol,
+                external_data=external_data,
+                kwargs=parse_kwargs(arg),
+                progress=lambda message: status.update(message),
             )
         except VerificationError as exc:
             status.stop()
@@ -98,9 +111,17 @@ def _render(report) -> None:
     verification = report.verification
     if verification is not None:
         vrows = [
-            ("x".join(map(str, c.input_shape)), o.name, f"{o.max_abs:.2e}", f"{o.max_rel:.2e}", f"{o.cosine:.6f}",
-             "" if o.top1 is None else f"{o.top1:.0%}", "ok" if o.passed else "FAIL")
-            for c in verification.checks for o in c.outputs
+            (
+                "x".join(map(str, c.input_shape)),
+                o.name,
+                f"{o.max_abs:.2e}",
+                f"{o.max_rel:.2e}",
+                f"{o.cosine:.6f}",
+                "" if o.top1 is None else f"{o.top1:.0%}",
+                "ok" if o.passed else "FAIL",
+            )
+            for c in verification.checks
+            for o in c.outputs
         ]
         title = (
             f"onnxruntime ({verification.provider}) vs PyTorch ({verification.reference_device}), "

@@ -35,4 +35,3 @@ def parse_shape(text: str) -> tuple[int, ...]:
     if len(shape) < 2 or any(d < 1 for d in shape):
         raise UserInputError(f"--input {text!r}: give a shape such as 1x3x224x224")
     return shape
-

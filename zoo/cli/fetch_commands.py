@@ -35,8 +35,14 @@ def _progress(enabled: bool):
     )
 
     bars = Progress(
-        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
-        console=err_console, disable=not enabled or not err_console.is_terminal, transient=False,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=not enabled or not err_console.is_terminal,
+        transient=False,
     )
 
     def progress_for(label: str):

@@ -14,6 +14,7 @@ from rich.table import Table
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
+
 def _width(stream) -> int | None:
     """The terminal's width; 120 columns when writing to a pipe or log (rich would wrap tables at 80)."""
     if os.environ.get("COLUMNS") or stream.isatty():

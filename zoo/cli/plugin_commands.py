@@ -28,10 +28,12 @@ def plugins_command(ctx: typer.Context, json_output: JsonOption = False) -> None
     overrides = catalogues.overrides()
     infos = list(plugins.infos.values())
     if json_output:
-        print_json({
-            "plugins": [asdict(i) | {"contributed": counts.get(i.name, {})} for i in infos],
-            "overrides": [asdict(o) for o in overrides],
-        })
+        print_json(
+            {
+                "plugins": [asdict(i) | {"contributed": counts.get(i.name, {})} for i in infos],
+                "overrides": [asdict(o) for o in overrides],
+            }
+        )
         return
     summary = override_summary(overrides)
     rows = [

@@ -94,16 +94,23 @@ def convert(
     threads = threads or worker.default_threads(jobs)
     cap = int(max_memory * worker.GIB) if max_memory else worker.default_memory_cap(jobs)
     plan = planning.plan(
-        entries, directory, options, resume=resume, retry_failed=retry_failed,
-        timeout=timeout, max_memory=cap, threads=threads,
+        entries,
+        directory,
+        options,
+        resume=resume,
+        retry_failed=retry_failed,
+        timeout=timeout,
+        max_memory=cap,
+        threads=threads,
     )
     if on_plan is not None:
         on_plan(plan)
     result = ConvertResult(directory, [], plan.up_to_date, plan.not_retried, len(plan.tasks), jobs, threads, executor)
     directory.mkdir(parents=True, exist_ok=True)
     modules = tuple(dict.fromkeys(e.builder.partition(":")[0] for e in entries if ":" in e.builder))
-    settings = ExecutorSettings(jobs=min(jobs, max(1, len(plan.tasks))), threads=threads, address=address,
-                                preload=modules)
+    settings = ExecutorSettings(
+        jobs=min(jobs, max(1, len(plan.tasks))), threads=threads, address=address, preload=modules
+    )
     try:
         if plan.tasks:
             runner = create(executor, settings)

@@ -36,4 +36,3 @@ class ExportOptions:
         data = asdict(self)
         data["input_shape"] = list(self.input_shape) if self.input_shape else None
         return data
-

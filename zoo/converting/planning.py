@@ -113,10 +113,7 @@ def task_inputs(entry: ModelEntry, options: ExportOptions) -> dict[str, Any]:
 
 def worker_environment() -> dict[str, str]:
     """The variables that decide registry, plugins, cache and mirrors, as the command sees them."""
-    return {
-        key: value for key, value in os.environ.items()
-        if key.startswith(ENV_PREFIXES) or key in ENV_NAMES
-    }
+    return {key: value for key, value in os.environ.items() if key.startswith(ENV_PREFIXES) or key in ENV_NAMES}
 
 
 def is_done(row: Mapping[str, Any] | None, fingerprint: str, output: Path, weights_sha256: str | None = None) -> bool:
@@ -163,7 +160,17 @@ def plan(
         if resume and not retry_failed and is_done(row, key, output, cached_sha256(entry, options.weights)):
             result.up_to_date.append(row)  # type: ignore[arg-type]
             continue
-        result.tasks.append(ConvertTask(
-            entry.qualified_name, str(output), options, inputs, key, timeout, max_memory, threads, environment,
-        ))
+        result.tasks.append(
+            ConvertTask(
+                entry.qualified_name,
+                str(output),
+                options,
+                inputs,
+                key,
+                timeout,
+                max_memory,
+                threads,
+                environment,
+            )
+        )
     return result

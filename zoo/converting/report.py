@@ -20,8 +20,15 @@ def cells(row: Mapping[str, Any]) -> list[str]:
     seconds = row.get("wall_seconds") or (row.get("seconds") or {}).get("total")
     error = f"{row['error_class']}: {row.get('error') or ''}" if row.get("error_class") else ""
     return [
-        row["name"], row.get("status", ""), row.get("exporter") or "", str(row.get("opset") or ""), nodes, size,
-        diff, f"{seconds:.1f}" if seconds else "", error,
+        row["name"],
+        row.get("status", ""),
+        row.get("exporter") or "",
+        str(row.get("opset") or ""),
+        nodes,
+        size,
+        diff,
+        f"{seconds:.1f}" if seconds else "",
+        error,
     ]
 
 
@@ -43,8 +50,14 @@ def markdown(rows: Sequence[Mapping[str, Any]], title: str) -> str:
     def escape(text: str) -> str:
         return text.replace("|", "\\|").replace("\n", " ")
 
-    lines = [f"# {title}", "", counts_line(rows), "", "| " + " | ".join(COLUMNS) + " |",
-             "|" + "|".join("---" for _ in COLUMNS) + "|"]
+    lines = [
+        f"# {title}",
+        "",
+        counts_line(rows),
+        "",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "|".join("---" for _ in COLUMNS) + "|",
+    ]
     lines += ["| " + " | ".join(escape(c) for c in cells(row)) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
@@ -53,7 +66,8 @@ def html_page(rows: Sequence[Mapping[str, Any]], title: str) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
     body = "\n".join(
         f'<tr class="{html.escape(row.get("status", ""))}">'
-        + "".join(f"<td>{html.escape(c)}</td>" for c in cells(row)) + "</tr>"
+        + "".join(f"<td>{html.escape(c)}</td>" for c in cells(row))
+        + "</tr>"
         for row in rows
     )
     style = (
@@ -62,7 +76,7 @@ def html_page(rows: Sequence[Mapping[str, Any]], title: str) -> str:
         "tr.verify-failed td:nth-child(2){color:#b00}"
     )
     return (
-        f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+        f'<!doctype html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
         f"<style>{style}</style></head><body>\n<h1>{html.escape(title)}</h1>\n"
         f"<p>{html.escape(counts_line(rows))}</p>\n<table><thead><tr>{head}</tr></thead><tbody>\n{body}\n"
         "</tbody></table></body></html>\n"

@@ -74,11 +74,15 @@ def convert_here(task: ConvertTask, on_stage=None) -> dict[str, Any]:
 
         report = export(task.name, task.output, progress=on_stage, **task.options.to_kwargs())
     except VerificationError as exc:
-        row.update(report_fields(exc.report), status="verify-failed", error_class=type(exc).__name__,
-                   error=first_line(exc))
+        row.update(
+            report_fields(exc.report), status="verify-failed", error_class=type(exc).__name__, error=first_line(exc)
+        )
     except MemoryError as exc:
-        row.update(status="failed", error_class="MemoryError",
-                   error=f"out of memory under the worker's cap (--max-memory): {first_line(exc)}")
+        row.update(
+            status="failed",
+            error_class="MemoryError",
+            error=f"out of memory under the worker's cap (--max-memory): {first_line(exc)}",
+        )
     except Exception as exc:  # noqa: BLE001 - any failure of one model is recorded, the batch goes on
         row.update(status="failed", error_class=type(exc).__name__, error=first_line(exc))
     else:

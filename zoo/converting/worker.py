@@ -28,8 +28,18 @@ from zoo.converting.planning import ConvertTask
 # Imported once by the fork server. The private torch/onnxscript modules are what the first dynamo export
 # of a process would import: preloading them cut a tiny model's export from 15 s to 4 s (missing ones are skipped).
 CORE_MODULES = (
-    "torch", "torch.onnx", "onnx", "onnxruntime", "onnxscript", "onnxsim", "zoo.exporting", "zoo.exporting.core",
-    "torch._dynamo", "torch.export", "torch.onnx._internal.exporter._core", "onnxscript.function_libs.torch_lib.ops",
+    "torch",
+    "torch.onnx",
+    "onnx",
+    "onnxruntime",
+    "onnxscript",
+    "onnxsim",
+    "zoo.exporting",
+    "zoo.exporting.core",
+    "torch._dynamo",
+    "torch.export",
+    "torch.onnx._internal.exporter._core",
+    "onnxscript.function_libs.torch_lib.ops",
 )
 GIB = 1 << 30
 Stage = Callable[[str], None]

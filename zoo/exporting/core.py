@@ -116,8 +116,15 @@ def export(
         seconds=seconds,
     )
     metadata = metadata_for(
-        report.model, source.weights, source.weights_sha256, list(shape), source.mean, source.std,
-        built.exporter, built.opset, fp16,
+        report.model,
+        source.weights,
+        source.weights_sha256,
+        list(shape),
+        source.mean,
+        source.std,
+        built.exporter,
+        built.opset,
+        fp16,
     )
     for _, proto in built.candidates:
         set_metadata(proto, metadata)
@@ -139,11 +146,13 @@ def export(
                 references, _ = _reference(clone, inputs, device)
                 fixed = ExportSpec(example, dynamic_batch, dynamic_hw, ["input"], names, opset)
                 check_built = _build(clone, fixed, built.exporter, simplify, fp16, True, {})
-                index, verification, _ = _verify(check_built, inputs, references, names, tolerances, device,
-                                                 fp16, output, external_data, keep=False)
+                index, verification, _ = _verify(
+                    check_built, inputs, references, names, tolerances, device, fp16, output, external_data, keep=False
+                )
             else:
-                index, verification, staged = _verify(built, inputs, references, names, tolerances, device,
-                                                      fp16, output, external_data, keep=True)
+                index, verification, staged = _verify(
+                    built, inputs, references, names, tolerances, device, fp16, output, external_data, keep=True
+                )
             verification.degenerate_reference = degenerate
             verification.seeded_weights = SEED if degenerate else None
             verification.seconds = time.perf_counter() - tick
@@ -235,8 +244,13 @@ def _verify(built: _Built, inputs, references, names, tolerances, device, fp16, 
             staged.discard()
             raise
         verification = Verification(
-            passed=all(c.passed for c in checks), atol=tolerances[0], rtol=tolerances[1], provider=provider,
-            reference_device=device, checks=checks, ort_optimization=level,
+            passed=all(c.passed for c in checks),
+            atol=tolerances[0],
+            rtol=tolerances[1],
+            provider=provider,
+            reference_device=device,
+            checks=checks,
+            ort_optimization=level,
         )
         if verification.passed:
             if not keep:

@@ -64,9 +64,7 @@ def _source(target: Target, weights: str, sha256: str | None, weight_set) -> Sou
     target.weights = None if weights == "none" else weights
     if weight_set is None:
         return Source(target, target.model, weights, sha256, None, None, None)
-    return Source(
-        target, target.model, weights, sha256, weight_set.input_size, weight_set.mean, weight_set.std
-    )
+    return Source(target, target.model, weights, sha256, weight_set.input_size, weight_set.mean, weight_set.std)
 
 
 def _is_file(value: str) -> bool:

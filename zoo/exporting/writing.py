@@ -65,8 +65,12 @@ def stage(proto: onnx.ModelProto, destination: Path, policy: str = "auto") -> St
     try:
         if external:
             onnx.save_model(
-                proto, str(model_path), save_as_external_data=True, all_tensors_to_one_file=True,
-                location=data_name, size_threshold=1024,
+                proto,
+                str(model_path),
+                save_as_external_data=True,
+                all_tensors_to_one_file=True,
+                location=data_name,
+                size_threshold=1024,
             )
         else:
             onnx.save_model(proto, str(model_path))

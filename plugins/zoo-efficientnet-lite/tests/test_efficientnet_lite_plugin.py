@@ -38,7 +38,10 @@ def test_discovered_through_its_entry_point_with_all_three_kinds():
     info = plugins.get_plugins().infos["efficientnet_lite"]
     assert info.origin == "entry point" and not info.broken and info.version == "0.1.0"
     assert catalogues.contributions()["efficientnet_lite"] == {
-        "models": 1, "builders": 1, "weight sources": 1, "remaps": 1,
+        "models": 1,
+        "builders": 1,
+        "weight sources": 1,
+        "remaps": 1,
     }
     entry = zoo.get_entry("efficientnet_lite0")
     assert entry.qualified_name == "efficientnet_lite:efficientnet_lite0"
@@ -106,7 +109,10 @@ def test_remapped_timm_model_computes_the_reference_logits():
 def test_zoo_fetch_in_a_subprocess_finds_the_plugin_by_its_entry_point():
     env = {**os.environ, "ZOO_LOAD_PLUGINS": "efficientnet_lite"}
     result = subprocess.run(
-        [sys.executable, "-m", "zoo", "fetch", "efficientnet_lite0", "--json"], capture_output=True, text=True, env=env,
+        [sys.executable, "-m", "zoo", "fetch", "efficientnet_lite0", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert result.returncode == 0, result.stderr
     (fetched,) = json.loads(result.stdout)
@@ -115,8 +121,17 @@ def test_zoo_fetch_in_a_subprocess_finds_the_plugin_by_its_entry_point():
 
 def test_zoo_adapt_loads_the_real_weights_into_a_new_head(tmp_path):
     out = tmp_path / "lite0-10.safetensors"
-    result = invoke("adapt", "tf_efficientnet_lite0", "--from", "efficientnet_lite0", "--num-classes", "10",
-                    "-o", str(out), "--json")
+    result = invoke(
+        "adapt",
+        "tf_efficientnet_lite0",
+        "--from",
+        "efficientnet_lite0",
+        "--num-classes",
+        "10",
+        "-o",
+        str(out),
+        "--json",
+    )
     report = json.loads(result.stdout)
     assert report["strategies"]["remap"] > 0 and report["coverage"]["tensors_fed"] == 245
     assert report["coverage"]["tensors"] == 247  # all but the new classifier's weight and bias

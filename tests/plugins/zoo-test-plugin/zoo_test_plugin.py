@@ -7,12 +7,14 @@ __version__ = "0.0.1"
 
 @hookimpl
 def register_models(register):
-    register(ModelEntry(
-        name="tinynet",
-        family="testfam",
-        builder="torch.nn:Identity",
-        weights=(WeightSet(tag="demo", url="https://example.invalid/tinynet-00000000.pth"),),
-    ))
+    register(
+        ModelEntry(
+            name="tinynet",
+            family="testfam",
+            builder="torch.nn:Identity",
+            weights=(WeightSet(tag="demo", url="https://example.invalid/tinynet-00000000.pth"),),
+        )
+    )
 
 
 @hookimpl
