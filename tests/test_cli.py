@@ -88,9 +88,43 @@ def test_list_info_and_help_do_not_import_torch():
 
 def test_every_command_module_imports_on_its_own():
     """Importing any command module first (as `zoo.export` users and tests do) must not hit an import cycle."""
-    from zoo.cli.app import COMMAND_MODULES
+    from zoo.cli.app import COMMANDS
 
-    for name in COMMAND_MODULES:
-        module = f"zoo.cli.{name}_commands"
+    for name in sorted(set(COMMANDS.values())):
+        module = f"zoo.cli.{name}"
         result = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True)
         assert result.returncode == 0, f"{module}: {result.stderr.strip().splitlines()[-1:]}"
+
+
+def test_lazy_command_table_names_every_command_its_modules_define():
+    """`zoo` imports only the running command's module, so COMMANDS must list exactly what the modules define."""
+    import importlib
+    import pkgutil
+
+    import typer.main
+
+    import zoo.cli
+    from zoo.cli.app import COMMANDS
+
+    defined = {}
+    for module_info in pkgutil.iter_modules(zoo.cli.__path__):
+        if module_info.name.endswith("_commands"):
+            module = importlib.import_module(f"zoo.cli.{module_info.name}")
+            for command in typer.main.get_group(module.commands).commands:
+                defined[command] = module_info.name
+    assert defined == COMMANDS
+
+
+def test_running_a_command_imports_only_its_own_module():
+    code = (
+        "import sys\n"
+        "from zoo.cli.app import app\n"
+        "try:\n"
+        "    app(['list', 'resnet18'])\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "print(sorted(m for m in sys.modules if m.endswith('_commands')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "['zoo.cli.registry_commands']"

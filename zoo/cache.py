@@ -16,20 +16,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from zoo.files import write_text_atomic, zoo_home
 from zoo.records import WeightSet, file_name_from_url, hash_prefix_from_file_name
 
 META_DIR = ".meta"
 LOCK_DIR = ".locks"
-
-
-def zoo_home() -> Path:
-    """ZOO_HOME if set, else the platform cache directory (`~/.cache/zoo` on Linux)."""
-    home = os.environ.get("ZOO_HOME")
-    if home:
-        return Path(home).expanduser()
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("zoo", appauthor=False))
 
 
 def weights_dir() -> Path:
@@ -84,11 +75,7 @@ def meta_path(key: str) -> Path:
 def write_record(record: CacheRecord) -> None:
     """Save the record next to the cache, atomically."""
     record.fetched_at = record.fetched_at or time.time()
-    path = meta_path(record.key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(asdict(record), indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(meta_path(record.key), json.dumps(asdict(record), indent=1))
 
 
 def read_record(key: str) -> CacheRecord | None:

@@ -8,6 +8,7 @@ on loopback, where hashing is the bottleneck, this roughly doubles the throughpu
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import queue
 import threading
@@ -16,11 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from zoo.sources import NETWORK_ERRORS, OpenedSource, TransientError
+from zoo.sources import OpenedSource, TransientError
 
 CHUNK = 4 << 20
 BUFFERS = 6
 Progress = Callable[[int, int | None], None]  # (bytes so far, total or None)
+NETWORK_ERRORS = (OSError, http.client.HTTPException)  # socket.timeout is an OSError
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,13 @@ it is a mirror for `--mirror`/ZOO_MIRROR, and `file:///path/to/dir` works offlin
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from zoo import cache, catalogues
 from zoo.download import Progress
 from zoo.errors import UnknownModelError
 from zoo.fetching import FetchResult, fetch
+from zoo.files import write_text_atomic
 from zoo.records import Selection
 
 INDEX = "index.json"
@@ -76,12 +76,8 @@ def sync(
             "url": selection.weights.url,
         }
         results.append(result)
-    _write(index_path, json.dumps({"format": 1, "files": sorted(index.values(), key=lambda i: i["file"])}, indent=1))
-    _write(target / "SHA256SUMS", "".join(f"{i['sha256']}  {k}\n" for k, i in sorted(index.items())))
+    write_text_atomic(
+        index_path, json.dumps({"format": 1, "files": sorted(index.values(), key=lambda i: i["file"])}, indent=1)
+    )
+    write_text_atomic(target / "SHA256SUMS", "".join(f"{i['sha256']}  {k}\n" for k, i in sorted(index.items())))
     return results
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

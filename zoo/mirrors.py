@@ -17,8 +17,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from zoo.cache import zoo_home
 from zoo.errors import UserInputError
+from zoo.files import zoo_home
 
 
 def config_path() -> Path:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
-import os
 import tomllib
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from zoo.errors import RegistryFileError
+from zoo.files import write_text_atomic, zoo_home
 from zoo.records import WEIGHT_FORMATS, ModelEntry, WeightSet
 
 FORMAT_VERSION = 1
@@ -81,20 +81,15 @@ def _read_toml(path: Path, mtime_ns: int, size: int) -> dict[str, Any]:
         pass
     data = _parse_toml(path)
     try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data), encoding="utf-8")
-        os.replace(tmp, cache)
+        write_text_atomic(cache, json.dumps(data))
     except OSError:
         pass  # a read-only cache only costs speed
     return data
 
 
 def _json_cache_path(path: Path, mtime_ns: int, size: int) -> Path:
-    from zoo.cache import zoo_home
-
-    key = hashlib.sha256(f"{path}|{mtime_ns}|{size}".encode()).hexdigest()[:24]
-    return zoo_home() / "registry-cache" / f"{path.stem}-{key}.json"
+    path_key = f"{zlib.crc32(str(path).encode()):08x}"
+    return zoo_home() / "registry-cache" / f"{path.stem}-{path_key}-{mtime_ns}-{size}.json"
 
 
 def _parse_toml(path: Path) -> dict[str, Any]:

@@ -6,14 +6,15 @@ the `register_weight_sources` hook (docs/plugins.md); zoo hashes, verifies and c
 
 from __future__ import annotations
 
-import http.client
 import os
-import socket
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from zoo.errors import ZooError
+
+if TYPE_CHECKING:  # http.client (and ssl) are imported when a download starts, not by `zoo list`
+    import http.client
 
 USER_AGENT = "zoo-fetch/0.1"
 
@@ -70,6 +71,8 @@ class HttpSource:
         raise FetchError(f"{url}: too many redirects")
 
     def _request(self, url: str, offset: int) -> http.client.HTTPResponse:
+        import http.client
+
         parts = urlsplit(url)
         cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
         connection = cls(parts.hostname or "", parts.port, timeout=timeout())
@@ -143,6 +146,3 @@ def local_path(url: str) -> str:
 def scheme_of(url: str) -> str:
     """`https` for `https://host/x`, `pkg` for `pkg:name`, "" for a plain path."""
     return urlsplit(url).scheme.lower()
-
-
-NETWORK_ERRORS = (OSError, socket.timeout, http.client.HTTPException)

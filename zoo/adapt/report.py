@@ -22,9 +22,7 @@ JSON fields (`AdaptReport.to_dict`, `zoo adapt --json`, `--report FILE`):
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,7 @@ from typing import Any
 from zoo.adapt.initial import InitialTensor
 from zoo.adapt.plan import FED, KeyPlan, LoadPlan
 from zoo.adapt.verify import VerifyResult
+from zoo.files import write_text_atomic
 
 _NUMBER = re.compile(r"^\d+$")
 
@@ -96,20 +95,6 @@ def _key_dict(item: KeyPlan) -> dict[str, Any]:
     data["kind"] = "param" if item.is_param else "buffer"
     data["bookkeeping"] = item.bookkeeping
     return data
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write `text` to a temp file beside `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _render(values: list[str]) -> str:

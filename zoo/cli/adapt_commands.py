@@ -8,8 +8,10 @@ from typing import Annotated
 
 import typer
 
-from zoo.cli.app import app
+from zoo.cli.app import new_typer
 from zoo.cli.output import console, err_console, print_json, table
+
+commands = new_typer()  # added to `zoo` by zoo.cli.app.ZooGroup when one of its commands runs
 
 
 def _slug(text: str) -> str:
@@ -21,7 +23,7 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "model"
 
 
-@app.command("adapt")
+@commands.command("adapt")
 def adapt_command(
     target: Annotated[
         str, typer.Argument(help="Architecture (ResNetBackbone), registry model, or file.py:Class / module:Class.")

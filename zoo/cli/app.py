@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 import typer.core
+import typer.main
 
 from zoo.errors import ZooError
 
@@ -25,8 +26,45 @@ def debug_enabled() -> bool:
     return os.environ.get("ZOO_DEBUG", "") not in ("", "0")
 
 
+# Each command and the module in zoo.cli that defines it (on its own `commands` Typer), in `zoo --help` order.
+# Only the module of the command being run is imported and built: `zoo list` never pays for `zoo export`'s options.
+COMMANDS = {
+    "list": "registry_commands",
+    "info": "registry_commands",
+    "fetch": "fetch_commands",
+    "import": "fetch_commands",
+    "inspect": "fetch_commands",
+    "cache": "fetch_commands",
+    "mirror": "fetch_commands",
+    "adapt": "adapt_commands",
+    "profile": "profile_commands",
+    "export": "export_commands",
+    "view": "export_commands",
+    "convert": "convert_commands",
+    "plugins": "plugin_commands",
+}
+
+
+_built_groups: dict[str, typer.core.TyperGroup] = {}
+
+
+def command_group(module_name: str) -> typer.core.TyperGroup:
+    """The click group built from one command module's `commands` Typer (built once per module)."""
+    if module_name not in _built_groups:
+        module = importlib.import_module(f"zoo.cli.{module_name}")
+        _built_groups[module_name] = typer.main.get_group(module.commands)
+    return _built_groups[module_name]
+
+
 class ZooGroup(typer.core.TyperGroup):
-    """Maps ZooError (and unexpected exceptions) to a one-line error; ZOO_DEBUG=1 shows the traceback."""
+    """Loads commands lazily (see COMMANDS) and maps ZooError to a one-line error (ZOO_DEBUG=1: traceback)."""
+
+    def list_commands(self, ctx: typer.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: typer.Context, cmd_name: str):
+        module_name = COMMANDS.get(cmd_name)
+        return None if module_name is None else command_group(module_name).commands.get(cmd_name)
 
     def invoke(self, ctx: typer.Context):
         try:
@@ -54,13 +92,13 @@ def _fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
-app = typer.Typer(
-    cls=ZooGroup,
-    help="zoo: fetch, adapt, profile and export pretrained PyTorch vision models.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-    rich_markup_mode=None,  # plain help: typer.rich_utils costs ~100 ms of imports
+def new_typer(**kwargs) -> typer.Typer:
+    """A Typer with zoo's settings: plain help (typer.rich_utils costs ~100 ms of imports), no completion."""
+    return typer.Typer(pretty_exceptions_enable=False, add_completion=False, rich_markup_mode=None, **kwargs)
+
+
+app = new_typer(
+    cls=ZooGroup, help="zoo: fetch, adapt, profile and export pretrained PyTorch vision models.", no_args_is_help=True
 )
 
 
@@ -79,12 +117,6 @@ def main_options(
     ] = False,
 ) -> None:
     """zoo: fetch, adapt, profile and export pretrained PyTorch vision models."""
-
-
-# Each module adds its commands to `app` when imported; none of them imports torch at module level.
-COMMAND_MODULES = ("registry", "fetch", "adapt", "profile", "export", "convert", "plugin")  # `zoo --help` order
-for _name in COMMAND_MODULES:
-    importlib.import_module(f"zoo.cli.{_name}_commands")
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from zoo.cli.app import app
+from zoo.cli.app import new_typer
 from zoo.cli.export_options import (
     ArgOption,
     AtolOption,
@@ -28,6 +28,8 @@ from zoo.cli.export_options import (
 from zoo.cli.output import console, err_console, print_json
 from zoo.errors import ZooError
 
+commands = new_typer()  # added to `zoo` by zoo.cli.app.ZooGroup when one of its commands runs
+
 STATUS_STYLE = {"ok": "green", "failed": "red", "verify-failed": "red", "timeout": "red", "skipped": "dim"}
 
 
@@ -37,7 +39,7 @@ class ConversionFailures(ZooError):
     exit_code = 1
 
 
-@app.command("convert")
+@commands.command("convert")
 def convert_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="Directory for the .onnx files, manifest and report.")],
     patterns: Annotated[list[str] | None, typer.Argument(help="Patterns: 'resnet*' 'timm:efficientnet_*'.")] = None,

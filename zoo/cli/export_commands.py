@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from zoo.cli.app import app
+from zoo.cli.app import new_typer
 from zoo.cli.export_options import (
     ArgOption,
     AtolOption,
@@ -26,8 +26,10 @@ from zoo.cli.export_options import (
 from zoo.cli.output import console, err_console, print_json, table
 from zoo.errors import UserInputError
 
+commands = new_typer()  # added to `zoo` by zoo.cli.app.ZooGroup when one of its commands runs
 
-@app.command("export")
+
+@commands.command("export")
 def export_command(
     model: Annotated[str, typer.Argument(help="Registry name, architecture, or file.py:Class / package.module:Class.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="The .onnx file to write.")],
@@ -141,7 +143,7 @@ def _dynamic(report) -> str:
     return f" (dynamic {', '.join(dims)})" if dims else " (static)"
 
 
-@app.command("view")
+@commands.command("view")
 def view_command(
     file: Annotated[Path, typer.Argument(help="An .onnx file.", exists=True, dir_okay=False)],
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8080,

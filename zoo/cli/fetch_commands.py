@@ -8,13 +8,15 @@ from typing import Annotated
 
 import typer
 
-from zoo.cli.app import app
+from zoo.cli.app import new_typer
 from zoo.cli.output import JsonOption, console, err_console, print_json, table
 
-cache_app = typer.Typer(help="List, verify and clean the weights cache.", no_args_is_help=True)
-mirror_app = typer.Typer(help="Build a directory that serves as a mirror.", no_args_is_help=True)
-app.add_typer(cache_app, name="cache")
-app.add_typer(mirror_app, name="mirror")
+commands = new_typer()  # added to `zoo` by zoo.cli.app.ZooGroup when one of its commands runs
+
+cache_app = new_typer(help="List, verify and clean the weights cache.", no_args_is_help=True)
+mirror_app = new_typer(help="Build a directory that serves as a mirror.", no_args_is_help=True)
+commands.add_typer(cache_app, name="cache")
+commands.add_typer(mirror_app, name="mirror")
 
 MirrorOption = Annotated[
     list[str] | None, typer.Option("--mirror", help="Base URL of a mirror, tried before the origin (repeatable).")
@@ -57,7 +59,7 @@ def _is_url(text: str) -> bool:
     return "://" in text
 
 
-@app.command("fetch")
+@commands.command("fetch")
 def fetch_command(
     names: Annotated[list[str], typer.Argument(help="NAME[.TAG], a pattern like 'resnet*', or a URL.")],
     mirror: MirrorOption = None,
@@ -88,7 +90,7 @@ def fetch_command(
         console.print(str(result.path), soft_wrap=True, highlight=False)
 
 
-@app.command("import")
+@commands.command("import")
 def import_command(
     files: Annotated[list[Path], typer.Argument(help="Weights files you already have.")],
     name: Annotated[str | None, typer.Option("--name", help="Only accept it as this model's weights.")] = None,
@@ -203,7 +205,7 @@ def mirror_sync(
     console.print(f"{len(results)} files in {to} (index.json, SHA256SUMS); serve it and use --mirror / ZOO_MIRROR")
 
 
-@app.command("inspect")
+@commands.command("inspect")
 def inspect_command(
     target: Annotated[str, typer.Argument(help="A checkpoint file, or a registry NAME[.TAG] (fetched first).")],
     trust_pickle: Annotated[

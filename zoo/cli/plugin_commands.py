@@ -8,11 +8,13 @@ from typing import Annotated
 
 import typer
 
-from zoo.cli.app import app
+from zoo.cli.app import new_typer
 from zoo.cli.output import JsonOption, console, print_json, table
 
-plugins_app = typer.Typer(help="Show the loaded plugins, or write a new one (`zoo plugins new NAME`).")
-app.add_typer(plugins_app, name="plugins")
+commands = new_typer()  # added to `zoo` by zoo.cli.app.ZooGroup when one of its commands runs
+
+plugins_app = new_typer(help="Show the loaded plugins, or write a new one (`zoo plugins new NAME`).")
+commands.add_typer(plugins_app, name="plugins")
 
 
 @plugins_app.callback(invoke_without_command=True)

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from zoo.cli.app import app
+from zoo.cli.app import new_typer
 from zoo.cli.output import console, err_console, print_json, table
 from zoo.errors import UserInputError
+
+commands = new_typer()  # added to `zoo` by zoo.cli.app.ZooGroup when one of its commands runs
 
 UNITS = "MACs = multiply-accumulates; FLOPs = 2 x MACs. torchvision's docs say 'GFLOPS' but list GMACs."
 FVCORE = "fvcore-style GMACs also count BatchNorm/LayerNorm, adaptive pooling and upsampling, as fvcore and thop do."
@@ -44,7 +44,7 @@ def _shape(value) -> str:
     return "" if value is None else str(value)
 
 
-@app.command("profile")
+@commands.command("profile")
 def profile_command(
     models: Annotated[list[str], typer.Argument(help="Registry names, architectures or file.py:Class.")],
     inputs: Annotated[
@@ -229,13 +229,6 @@ def _write_csv(path: Path, results, depth: int | None, per_layer: bool) -> None:
                     ";".join(sorted(r.count.uncounted)),
                 ]
             )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            handle.write(buffer.getvalue())
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
+    from zoo.files import write_text_atomic
+
+    write_text_atomic(path, buffer.getvalue())

@@ -6,12 +6,14 @@ from typing import Annotated
 
 import typer
 
-from zoo.cli.app import app
+from zoo.cli.app import new_typer
 from zoo.cli.output import JsonOption, console, print_json, table
 from zoo.records import ModelEntry, WeightSet
 
+commands = new_typer()  # added to `zoo` by zoo.cli.app.ZooGroup when one of its commands runs
 
-@app.command("list")
+
+@commands.command("list")
 def list_command(
     patterns: Annotated[
         list[str] | None, typer.Argument(help="fnmatch patterns, e.g. 'resnet*' or 'timm:vit_*'.")
@@ -36,7 +38,7 @@ def list_command(
     console.print(f"{len(entries)} models", style="dim")
 
 
-@app.command("info")
+@commands.command("info")
 def info_command(
     name: Annotated[str, typer.Argument(help="Model name, alias, family:name or name.tag.")],
     json_output: JsonOption = False,

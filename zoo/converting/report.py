@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import html
-import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from zoo.files import write_text_atomic
 
 COLUMNS = ("model", "status", "exporter", "opset", "nodes", "ONNX MB", "max diff", "seconds", "error")
 
@@ -89,9 +90,5 @@ def write_reports(directory: str | Path, rows: Sequence[Mapping[str, Any]]) -> l
     title = f"zoo convert: {directory.name}"
     written = []
     for name, text in (("report.md", markdown(rows, title)), ("report.html", html_page(rows, title))):
-        path = directory / name
-        tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-        written.append(path)
+        written.append(write_text_atomic(directory / name, text))
     return written
