@@ -11,13 +11,13 @@ import os
 import sys
 import warnings
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from types import ModuleType
 from typing import Any
 
 import pluggy
 
 from zoo import hookspecs
+from zoo.entry_points import entry_points
 from zoo.errors import PluginError, ZooError
 
 ENTRY_POINT_GROUP = "zoo"
@@ -139,8 +139,7 @@ def discover() -> PluginSet:
                 ep.name, "entry point", ep.value, error=f"plugin name {ep.name!r} is already taken"
             )
             continue
-        version = ep.dist.version if ep.dist else None
-        plugins.load(ep.name, ep.value.partition(":")[0], "entry point", version)
+        plugins.load(ep.name, ep.value.partition(":")[0], "entry point", ep.version)
     for module in _names("ZOO_PLUGINS") or ():
         plugins.load(module, module, "ZOO_PLUGINS")
     return plugins
