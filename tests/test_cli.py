@@ -128,3 +128,30 @@ def test_running_a_command_imports_only_its_own_module():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "['zoo.cli.registry_commands']"
+
+
+def test_a_process_that_imported_torch_skips_teardown_but_not_atexit_or_output(tmp_path):
+    """Such a process ends with os._exit (torch's teardown costs ~1 s): exit code, output and atexit all kept."""
+    marker = tmp_path / "atexit-ran"
+    (tmp_path / "torch_using_plugin.py").write_text(
+        "import atexit, pathlib, sys, torch\n"
+        f"atexit.register(pathlib.Path({str(marker)!r}).write_text, 'yes')\n"
+        "def _stop():\n"
+        "    print('teardown ran', file=sys.stderr, flush=True)\n"
+        "class _Witness:\n"
+        "    def __del__(self):\n"
+        "        _stop()\n"
+        "witness = _Witness()\n"  # a module global: collected only by the interpreter's teardown
+    )
+    env = {"ZOO_PLUGINS": "torch_using_plugin", "PYTHONPATH": str(tmp_path)}
+    listed = zoo_process("list", "resnet1*", **env)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.rstrip().endswith("models") and "teardown ran" not in listed.stderr
+    assert marker.read_text() == "yes"
+
+    marker.unlink()
+    failed = zoo_process("info", "resnet5", **env)
+    assert failed.returncode == 4 and failed.stderr.startswith("Error: ") and marker.exists()
+
+    normal = zoo_process("list", "resnet1*", ZOO_DEBUG="1", **env)  # ZOO_DEBUG=1: the normal exit, with teardown
+    assert normal.returncode == 0 and "teardown ran" in normal.stderr
