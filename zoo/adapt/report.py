@@ -108,20 +108,24 @@ def _render(values: list[str]) -> str:
 
 def group_keys(keys: list[str]) -> list[str]:
     """`layer1.0.bn1.weight`, `layer1.1.bn1.bias`, ... as `layer1.{0..1}.bn1.*`, in first-seen order."""
-    modules: dict[str, list[str]] = {}
-    for key in keys:
-        module, _, leaf = key.rpartition(".")
-        modules.setdefault(module, []).append(leaf)
-    groups: dict[tuple, list[list[str]]] = {}
-    for module, leaves in modules.items():
+    return list(_grouped(keys))
+
+
+def _grouped(keys: list[str]) -> dict[str, list[int]]:
+    """Each grouped pattern with the positions in `keys` of the keys it stands for."""
+    modules: dict[str, list[int]] = {}
+    for index, key in enumerate(keys):
+        modules.setdefault(key.rpartition(".")[0], []).append(index)
+    groups: dict[tuple, list[tuple[list[str], list[int]]]] = {}
+    for module, indices in modules.items():
         parts = module.split(".") if module else []
         template = tuple("#" if _NUMBER.match(p) else p for p in parts)
-        leaf_text = leaves[0] if len(leaves) == 1 else "*"
-        groups.setdefault((template, leaf_text), []).append(parts)
-    result = []
+        leaf_text = keys[indices[0]].rpartition(".")[2] if len(indices) == 1 else "*"
+        groups.setdefault((template, leaf_text), []).append((parts, indices))
+    result: dict[str, list[int]] = {}
     for (template, leaf_text), members in groups.items():
-        parts = [_render([m[i] for m in members]) if token == "#" else token for i, token in enumerate(template)]
-        result.append(".".join([*parts, leaf_text]))
+        parts = [_render([m[0][i] for m in members]) if token == "#" else token for i, token in enumerate(template)]
+        result.setdefault(".".join([*parts, leaf_text]), []).extend(i for m in members for i in m[1])
     return result
 
 
@@ -134,11 +138,8 @@ def group_rows(plan: LoadPlan) -> list[dict[str, Any]]:
         buckets.setdefault(key, []).append(item)
     rows = []
     for (outcome, strategy, detail, init, note), items in buckets.items():
-        by_pattern: dict[str, list[KeyPlan]] = {}
-        patterns = group_keys([i.key for i in items])
-        for item in items:
-            by_pattern.setdefault(next(p for p in patterns if _covers(p, item.key)), []).append(item)
-        for pattern, members in by_pattern.items():
+        for pattern, indices in _grouped([i.key for i in items]).items():
+            members = [items[i] for i in indices]
             sources = [i.source for i in members if i.source]
             rows.append(
                 {
@@ -155,24 +156,16 @@ def group_rows(plan: LoadPlan) -> list[dict[str, Any]]:
     for dropped in plan.dropped:
         reasons.setdefault(dropped.reason, []).append(dropped.key)
     for reason, keys in reasons.items():
-        for pattern in group_keys(keys):
-            count = sum(_covers(pattern, k) for k in keys)
+        for pattern, indices in _grouped(keys).items():
             rows.append(
                 {
                     "outcome": "DROPPED",
                     "strategy": "",
                     "target": "",
                     "source": pattern,
-                    "tensors": count,
+                    "tensors": len(indices),
                     "elements": None,
                     "detail": reason,
                 }
             )
     return rows
-
-
-def _covers(pattern: str, key: str) -> bool:
-    """Whether a grouped pattern (`layer1.{0..2}.bn1.*`) stands for `key`."""
-    regex = re.escape(pattern).replace(r"\*", r"[^.]+")
-    regex = re.sub(r"\\\{[^}]*\\\}", r"\\d+", regex)
-    return re.fullmatch(regex, key) is not None
