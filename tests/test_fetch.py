@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import builtins
+import errno
+import os
 import socket
+import subprocess
+import sys
 
 import pytest
 from http_server import http_server  # noqa: F401 - the fixture
@@ -314,3 +318,30 @@ def test_a_stalled_response_times_out_and_is_retried(tiny, http_server, monkeypa
     http_server.slow(path, delay=1.0, times=1)  # the first response stalls longer than the timeout
     assert fetch("tinynet").path.read_bytes() == data
     assert len(http_server.wait_for_requests(path, 2)) == 2  # the stalled one, then the retry
+
+
+def test_a_failing_disk_write_ends_the_fetch_with_the_error_and_places_nothing(http_server, tmp_path):  # noqa: F811
+    """The writer thread's OSError (here: a file size limit, as a full disk would) reaches the caller, no hang."""
+    data = os.urandom(12 << 20)  # three 4 MiB chunks
+    url = http_server.add("big/weights.bin", data)
+    script = (
+        "import resource, signal, sys\n"
+        "from zoo.fetching import fetch_url\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (5 << 20, 5 << 20))\n"
+        "try:\n"
+        f"    fetch_url({url!r}, sha256={sha256_hex(data)!r})\n"
+        "except OSError as exc:\n"
+        "    print('ERRNO', exc.errno)\n"
+    )
+    home = tmp_path / "home"
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "ZOO_HOME": str(home), "ZOO_FETCH_RETRIES": "0"},
+    )
+    assert result.stdout.strip() == f"ERRNO {errno.EFBIG}", result.stderr
+    assert not (home / "weights" / "weights.bin").exists()
+    assert all(p.stat().st_size <= 5 << 20 for p in (home / "weights").rglob("*") if p.is_file())
