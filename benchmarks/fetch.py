@@ -5,7 +5,13 @@ process, and prints the median time and throughput of each, and the ratios the i
 in-process zoo (full sha256) >= 1.4x torch.hub's throughput; `zoo fetch URL --sha256` as a whole
 process within 1.1x of `curl -o` (which hashes nothing).
 
-    python -m benchmarks.fetch [--sizes 100,500] [--repeat 5]
+Every tool runs once untimed first, then `--repeat` timed rounds, the order rotating each round; after
+each run its file is deleted and `sync` called, so each run starts from the same state of the page cache.
+Writing where `--dir` points is part of what is timed: on a VM whose fresh page-cache pages are slow to
+fault in, the disk can cost every tool more than the transfer and the hashing together. `--dir /dev/shm`
+(a tmpfs) takes the file system out and leaves what the tools themselves do.
+
+    python -m benchmarks.fetch [--sizes 100,500] [--repeat 5] [--dir DIR]
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,500", help="file sizes in MB")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--dir", help="where the tools write (default: a temporary directory)")
     args = parser.parse_args()
 
     import torch
@@ -65,7 +72,8 @@ def main() -> None:
     import zoo
 
     work = Path(tempfile.mkdtemp(prefix="zoo-bench-"))
-    os.environ["ZOO_HOME"] = str(work / "home")
+    written = Path(tempfile.mkdtemp(prefix="zoo-bench-out-", dir=args.dir))
+    os.environ["ZOO_HOME"] = str(written / "home")
     files = [make_file(work, int(size)) for size in args.sizes.split(",")]
     server = subprocess.Popen(
         [sys.executable, "-c", SERVER.format(tests=str(ROOT / "tests")), *(str(p) for p, _ in files)],
@@ -75,12 +83,14 @@ def main() -> None:
     base = server.stdout.readline().strip()
     curl = shutil.which("curl")
     print(f"zoo {zoo.__version__}, torch {torch.__version__}, {os.cpu_count()} CPUs, loopback {base}")
+    print(f"tools write under {written}")
     try:
         for path, sha in files:
-            bench_file(f"{base}/{path.name}", sha, path.stat().st_size / 1e6, work / "out.bin", args.repeat, curl)
+            bench_file(f"{base}/{path.name}", sha, path.stat().st_size / 1e6, written / "out.bin", args.repeat, curl)
     finally:
         server.kill()
         shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(written, ignore_errors=True)
 
 
 def bench_file(url: str, sha: str, size_mb: float, out: Path, repeat: int, curl: str | None) -> None:
@@ -96,9 +106,11 @@ def bench_file(url: str, sha: str, size_mb: float, out: Path, repeat: int, curl:
     def run_hub():
         torch.hub.download_url_to_file(url, str(out), hash_prefix=sha[:8], progress=False)
 
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}  # users cache bytecode
+
     def run_zoo_cli():
         command = [sys.executable, "-m", "zoo", "fetch", url, "--sha256", sha, "--json"]
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)
 
     def run_curl():
         subprocess.run([curl, "-s", "-o", str(out), url], check=True)
@@ -110,12 +122,20 @@ def bench_file(url: str, sha: str, size_mb: float, out: Path, repeat: int, curl:
     }
     if curl:
         runs["curl -o (process, no hash)"] = run_curl
+
+    def clean() -> None:
+        out.unlink(missing_ok=True)  # every tool writes a new file, none overwrites its last one
+        shutil.rmtree(Path(os.environ["ZOO_HOME"]) / "weights", ignore_errors=True)
+        os.sync()
+
     times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeat):
-        for name, function in runs.items():  # interleaved, so load on the machine hits all alike
-            times[name].append(timed(function))
-            out.unlink(missing_ok=True)  # every tool writes a new file, none overwrites its last one
-            shutil.rmtree(Path(os.environ["ZOO_HOME"]) / "weights", ignore_errors=True)
+    names = list(runs)
+    for round_ in range(-1, repeat):  # round -1 warms up and is not counted
+        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:  # rotated each round
+            seconds = timed(runs[name])
+            clean()
+            if round_ >= 0:
+                times[name].append(seconds)
     medians = {name: statistics.median(t) for name, t in times.items()}
     print(f"\n{Path(url).name} ({size_mb:.0f} MB), median of {repeat}:")
     for name, median in medians.items():
