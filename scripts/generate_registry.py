@@ -121,10 +121,19 @@ def _torchvision_weights(member) -> dict:
         "gmacs": meta["_ops"],
         "file_size_mb": meta["_file_size"],
         "meta": {"recipe": meta["recipe"], "resize_size": transform.get("resize_size", 256)},
+        "builder_kwargs": _torchvision_builder_kwargs(member),
     }
     if meta.get("license"):
         entry["license"] = meta["license"]
     return {k: v for k, v in entry.items() if v is not None}
+
+
+def _torchvision_builder_kwargs(member) -> dict | None:
+    """What torchvision's builder sets from these weights: ViTs are built at the weights' `min_size`."""
+    size = member.meta.get("min_size", (224, 224))[0]
+    if "vision_transformer" in type(member).__module__ and size != 224:
+        return {"image_size": size}
+    return None
 
 
 def timm_models() -> list[dict]:

@@ -57,3 +57,15 @@ def test_every_weight_set_has_its_own_url_and_cache_file():
     for entry, w in weights:
         if entry.family == "timm":
             assert f"/timm/{entry.name}.{w.tag}/" in w.url, w.url
+
+
+def test_weights_trained_at_another_size_build_the_model_at_that_size():
+    """torchvision builds its SWAG ViTs at the weights' size; so does zoo, from the registry; `--arg` still wins."""
+    import torch
+
+    with torch.device("meta"):
+        assert zoo.create_model("vit_b_16").image_size == 224
+        assert zoo.create_model("vit_b_16.swag_e2e_in1k").image_size == 384
+        assert zoo.create_model("vit_h_14.swag_e2e_in1k").image_size == 518
+        assert zoo.create_model("vit_b_16.swag_e2e_in1k", image_size=224).image_size == 224
+        assert zoo.create_model("vit_b_16.swag_linear_in1k").image_size == 224

@@ -25,6 +25,7 @@ num_classes = 10
 input_size = [3, 32, 32]
 mean = [0.5, 0.5, 0.5]
 std = [0.5, 0.5, 0.5]
+builder_kwargs = { width = 16 }
 
 [[models.weights]]
 tag = "v2"
@@ -52,6 +53,7 @@ def test_valid_file_parses(tmp_path):
     v1, v2 = entry.weights
     assert v1.file_name == "tinynet-0123abcd.pth" and v1.hash_prefix == "0123abcd" and v1.sha256 is None
     assert v1.input_size == (3, 32, 32) and v1.num_classes == 10
+    assert dict(v1.builder_kwargs) == {"width": 16} and dict(v2.builder_kwargs) == {}
     assert v2.sha256 == "ab" * 32 and v2.hash_prefix is None and v2.format == "safetensors" and v2.size == 1234
     assert entry.default_weights is v1
 
@@ -71,6 +73,7 @@ def test_valid_file_parses(tmp_path):
         ("num_classes = 10", "num_classes = 0", "field 'num_classes' must be positive"),
         ("num_classes = 10", 'num_classes = "ten"', "field 'num_classes' must be int"),
         ("mean = [0.5, 0.5, 0.5]", 'mean = ["a"]', "field 'mean' must be a list of numbers"),
+        ("builder_kwargs = { width = 16 }", "builder_kwargs = 16", "weights[0]: field 'builder_kwargs' must be dict"),
         ("format = 1", "format = 2", "field 'format' is 2"),
         ("[[models]]", "[models]", "'models' must be an array of tables"),
     ],

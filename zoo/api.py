@@ -41,7 +41,11 @@ def resolve(name: str) -> Selection:
 
 
 def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
-    """Build `[family:]name[.tag]` through its family's builder; `kwargs` go to the builder."""
+    """Build `[family:]name[.tag]` through its family's builder, for that weight set.
+
+    The builder gets the entry's `builder_kwargs`, then the weight set's (`vit_b_16.swag_e2e_in1k` is
+    built at 384), then `kwargs`, each overriding the one before.
+    """
     selection = resolve(name)
     entry = selection.entry
     build = catalogues.builders().get(entry.family)
@@ -50,7 +54,8 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Modul
             f"no plugin provides a builder for family {entry.family!r} (needed by {entry.qualified_name}); "
             "install the plugin for it (`zoo plugins` lists what is loaded)"
         )
-    model = build(entry, **kwargs)
+    weights_kwargs = selection.weights.builder_kwargs if selection.weights is not None else {}
+    model = build(entry, **{**weights_kwargs, **kwargs})
     if pretrained:
         from zoo.loading import load_pretrained
 

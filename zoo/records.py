@@ -55,6 +55,9 @@ class WeightSet:
     file_size_mb: float | None = None
     aliases: tuple[str, ...] = ()
     meta: Mapping[str, Any] = field(default_factory=frozen)
+    # What these weights need from the builder, over the entry's builder_kwargs (torchvision builds its
+    # SWAG ViTs at 384: `image_size = 384`); create_model passes them when it builds for this weight set.
+    builder_kwargs: Mapping[str, Any] = field(default_factory=frozen)
 
     def __post_init__(self) -> None:
         if not self.file_name:
@@ -64,6 +67,7 @@ class WeightSet:
         if self.hash_prefix is None and self.sha256 is None:
             object.__setattr__(self, "hash_prefix", hash_prefix_from_file_name(self.file_name))
         object.__setattr__(self, "meta", frozen(self.meta))
+        object.__setattr__(self, "builder_kwargs", frozen(self.builder_kwargs))
 
     @property
     def expected_hash(self) -> str | None:
@@ -74,6 +78,7 @@ class WeightSet:
         """A plain, JSON-ready dict of every field."""
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["meta"] = dict(self.meta)
+        data["builder_kwargs"] = dict(self.builder_kwargs)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
 
     def matches_tag(self, tag: str) -> bool:

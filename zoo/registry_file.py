@@ -50,6 +50,7 @@ _WEIGHT_FIELDS: dict[str, tuple[type | tuple[type, ...], bool]] = {
     "file_size_mb": ((int, float), False),
     "aliases": (list, False),
     "meta": (dict, False),
+    "builder_kwargs": (dict, False),
 }
 _HEX = set("0123456789abcdef")
 
@@ -210,6 +211,7 @@ def _parse_weights(raw: Any, where: str) -> WeightSet:
         file_size_mb=raw.get("file_size_mb"),
         aliases=tuple(_strings(raw, "aliases", where)),
         meta=raw.get("meta", {}),
+        builder_kwargs=raw.get("builder_kwargs", {}),
     )
 
 

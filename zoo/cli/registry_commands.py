@@ -75,7 +75,8 @@ def info_command(
     console.print(table(None, columns, rows))
     for w in entry.weights:
         check = f"sha256 {w.sha256}" if w.sha256 else f"sha256 prefix {w.hash_prefix}" if w.hash_prefix else "no hash"
-        console.print(f"{w.tag}: {w.url} ({check})", soft_wrap=True)
+        built = "".join(f"; built with {k}={v!r}" for k, v in w.builder_kwargs.items())
+        console.print(f"{w.tag}: {w.url} ({check}{built})", soft_wrap=True)
 
 
 def _entry_summary(entry: ModelEntry) -> dict:
