@@ -83,7 +83,12 @@ def ssd_vgg(in_chans: int = 3):
 
 
 def feature_backbone(model: str = "resnet50", out_indices: Any = None, **kwargs: Any):
-    """Stage outputs of a registry classifier: torchvision through FX feature extraction, timm features_only."""
+    """Stage outputs of a registry classifier: torchvision through FX feature extraction, timm features_only.
+
+    `out_indices` follow each library: for a timm model, timm's feature indices (0 is the stem, so a
+    ResNet's layer1-4 are 1-4); for a torchvision model, positions in its stages (layer1-4 are 0-3, as in
+    ResNetBackbone; otherwise each block of `features`). The default is the last four stages.
+    """
     from zoo_plugins._features import build_feature_backbone
 
     return build_feature_backbone(model, out_indices, **kwargs)

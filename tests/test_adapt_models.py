@@ -177,6 +177,20 @@ def test_user_class_target_via_subprocess_cli(tmp_path, resnet18_file):
     assert nothing.returncode == 10 and "not one tensor" in nothing.stderr
 
 
+def test_feature_backbone_for_a_timm_classifier_through_features_only(tmp_path):
+    import timm
+
+    path = tmp_path / "timm-resnet18.pth"
+    torch.save(trained(timm.create_model("resnet18")).state_dict(), path)
+    kwargs = {"model": "timm:resnet18", "out_indices": (1, 3)}  # timm's indices: 0 is the stem
+    model, report = zoo.adapt("FeatureBackbone", "timm:resnet18", from_weights=path, kwargs=kwargs)
+    assert [c.source for c in report.verify.comparisons] == ["layer1", "layer3"] and report.verify.passed
+    assert report.verify.max_abs == 0.0
+    dropped = {d.key.split(".")[0] for d in report.plan.dropped}
+    assert dropped == {"fc", "layer4"}  # features_only builds only the stages asked for
+    assert [o.shape[1] for o in model.eval()(torch.randn(1, 3, 64, 64))] == [64, 256]
+
+
 def test_feature_backbone_for_a_torchvision_classifier(resnet18_file):
     model, report = zoo.adapt(
         "FeatureBackbone", "resnet18", from_weights=resnet18_file, kwargs={"model": "resnet18", "out_indices": (1, 3)}
