@@ -317,3 +317,38 @@ def test_still_initial_separates_unfed_default_and_heuristic():
         "kind": "default init",
         "evidence": found["bn.running_mean"].evidence,
     }
+
+
+class _Overflowing(nn.Module):
+    """Finite where the input is positive, -inf elsewhere (as weights that overflow would give)."""
+
+    def __init__(self, shift: float = 0.0) -> None:
+        super().__init__()
+        self.shift = shift
+
+    def forward(self, x):
+        return torch.where(x > 0, x + self.shift, torch.full_like(x, float("-inf")))
+
+
+def test_verification_compares_finite_values_and_requires_inf_nan_in_the_same_places():
+    from zoo.adapt.verify import verify
+
+    same = verify(_Overflowing(), _Overflowing(), input_shape=(1, 3, 8, 8))
+    assert same.passed and same.max_abs == 0.0 and "inf/NaN values in the source's output" in same.reason
+
+    shifted = verify(_Overflowing(), _Overflowing(shift=0.5), input_shape=(1, 3, 8, 8))
+    assert not shifted.passed and shifted.max_abs == pytest.approx(0.5)
+
+    moved = verify(_Overflowing(), nn.Identity(), input_shape=(1, 3, 8, 8))
+    assert not moved.passed and moved.max_abs == float("inf") and "different places" in moved.reason
+
+
+def test_verification_of_an_output_that_is_all_inf_fails_and_says_why():
+    from zoo.adapt.verify import verify
+
+    class AllInf(nn.Module):
+        def forward(self, x):
+            return x * float("inf")
+
+    result = verify(AllInf(), AllInf(), input_shape=(1, 3, 4, 4))
+    assert not result.passed and "nothing to compare" in result.reason

@@ -116,15 +116,43 @@ def verify(
             comparison = Comparison(str(s_probe), str(t_probe), tuple(b.shape), float("inf"), float("inf"), False)
             result.reason = f"shape {tuple(a.shape)} (source {s_probe or 'output'}) != {tuple(b.shape)}"
         else:
-            diff = (a.float() - b.float()).abs().max().item() if a.numel() else 0.0
-            scale = a.float().abs().max().item() if a.numel() else 0.0
-            rel = diff / scale if scale else diff
-            comparison = Comparison(str(s_probe), str(t_probe), tuple(b.shape), diff, rel, diff <= atol + rtol * scale)
+            diff, rel, passed, note = _compare(a.float(), b.float(), rtol, atol)
+            comparison = Comparison(str(s_probe), str(t_probe), tuple(b.shape), diff, rel, passed)
+            if note:
+                result.reason = f"{result.reason}; {note}" if result.reason else note
         result.comparisons.append(comparison)
         result.max_abs = max(result.max_abs, comparison.max_abs)
         result.max_rel = max(result.max_rel, comparison.max_rel)
         result.passed = result.passed and comparison.passed
     return result
+
+
+def _compare(a: torch.Tensor, b: torch.Tensor, rtol: float, atol: float) -> tuple[float, float, bool, str]:
+    """Max abs and relative difference of target `b` from source `a`, whether within tolerance, and a note.
+
+    inf and NaN (weights that overflow on the seeded input) must sit at the same places with the same
+    values in both; the finite values are compared as usual. An output with no finite value proves nothing.
+    """
+    import torch
+
+    if not a.numel():
+        return 0.0, 0.0, True, ""
+    finite_a, finite_b = torch.isfinite(a), torch.isfinite(b)
+    note = ""
+    if not bool(finite_a.all() and finite_b.all()):
+        same_places = torch.equal(finite_a, finite_b)
+        same_values = same_places and torch.equal(a[~finite_a].nan_to_num(), b[~finite_b].nan_to_num())
+        same_values = same_values and torch.equal(a[~finite_a].isnan(), b[~finite_b].isnan())
+        if not same_values:
+            return float("inf"), float("inf"), False, "inf/NaN in different places in source and target outputs"
+        if not bool(finite_a.any()):
+            return 0.0, 0.0, False, "the source's output is all inf/NaN on the seeded input: nothing to compare"
+        note = f"{int((~finite_a).sum())} inf/NaN values in the source's output, the same in the target's"
+        a, b = a[finite_a], b[finite_b]
+    diff = (a - b).abs().max().item()
+    scale = a.abs().max().item()
+    rel = diff / scale if scale else diff
+    return diff, rel, diff <= atol + rtol * scale, note
 
 
 def _shape_text(shape: Sequence[int]) -> str:
