@@ -52,9 +52,13 @@ def test_a_distribution_installed_or_removed_is_seen_at_once(tmp_path, monkeypat
 
     shutil.rmtree(dist_info)  # pip uninstall
     _install_fake_distribution(site, version="2.0")  # pip install of another version
-    stat = os.stat(site)
-    os.utime(site, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))  # in case the clock did not tick
     assert _found("zoo_fake_group") == [("fake", "zoo_fake_plugin", "2.0")]
+
+    entry_points_txt = site / "zoo_fake_plugin-2.0.dist-info" / "entry_points.txt"
+    entry_points_txt.write_text("[zoo_fake_group]\nrenamed = zoo_fake_plugin\n")  # edited in place
+    stat = os.stat(entry_points_txt)
+    os.utime(entry_points_txt, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))  # in case the clock did not tick
+    assert _found("zoo_fake_group") == [("renamed", "zoo_fake_plugin", "2.0")]
 
 
 def test_an_unreadable_cache_is_rebuilt(tmp_path, monkeypatch):
