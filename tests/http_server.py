@@ -56,7 +56,9 @@ class FileServer:
     def __init__(self) -> None:
         self.files: dict[str, bytes | Path] = {}
         self.faults: dict[str, list[Fault]] = {}
-        self.requests: list[Request] = []
+        self._log: list[Request] = []
+        self._active = 0  # responses being written
+        self._idle = threading.Condition()
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -126,16 +128,37 @@ class FileServer:
         with self._lock:
             self.faults.clear()
 
+    @property
+    def requests(self) -> list[Request]:
+        """Every request, once the responses being written are over (a client may finish reading first)."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._active == 0, timeout=5.0)
+            return list(self._log)
+
     def requests_for(self, name: str) -> list[Request]:
-        """Finished requests for `name` (a request is logged once its response is over)."""
+        """The requests for `name` (see `requests`)."""
         return [r for r in self.requests if r.path == name.lstrip("/")]
 
     def wait_for_requests(self, name: str, count: int, timeout: float = 10.0) -> list[Request]:
-        """`requests_for(name)` once `count` responses are over (a stalled one finishes late)."""
+        """The requests for `name` once `count` responses are over (a stalled one finishes late)."""
         deadline = time.monotonic() + timeout
-        while len(self.requests_for(name)) < count and time.monotonic() < deadline:
+        while True:
+            with self._idle:
+                found = [r for r in self._log if r.path == name.lstrip("/")]
+            if len(found) >= count or time.monotonic() >= deadline:
+                return found
             time.sleep(0.01)
-        return self.requests_for(name)
+
+    def _begin(self) -> None:
+        with self._idle:
+            self._active += 1
+
+    def _end(self, request: Request | None) -> None:
+        with self._idle:
+            if request is not None:
+                self._log.append(request)
+            self._active -= 1
+            self._idle.notify_all()
 
     def _take_faults(self, name: str) -> list[Fault]:
         """Every persistent fault (times=None), plus the first counted one, which is used up."""
@@ -158,6 +181,15 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:  # noqa: N802
+        self.server_state._begin()
+        request = None
+        try:
+            request = self._serve()
+        finally:
+            self.server_state._end(request)
+
+    def _serve(self) -> Request:
+        """Answer one GET; the request as logged."""
         state = self.server_state
         name = self.path.split("?", 1)[0].lstrip("/")
         range_header = self.headers.get("Range")
@@ -177,7 +209,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header("Content-Range", f"bytes */{size}")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
-                return state.requests.append(Request(name, range_header, 416, 0))
+                return Request(name, range_header, 416, 0)
         status = 206 if start else 200
         self.send_response(status)
         self.send_header("Content-Type", "application/octet-stream")
@@ -192,12 +224,12 @@ class _Handler(BaseHTTPRequestHandler):
             if kind in faults:
                 stop = min(size, max(start, faults[kind].at))
         sent = self._body(data, start, stop, faults)
-        state.requests.append(Request(name, range_header, status, sent))
         if "reset" in faults:
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.close_connection = True
         elif stop < size:
             self.close_connection = True
+        return Request(name, range_header, status, sent)
 
     def _body(self, data: bytes | Path, start: int, stop: int, faults: dict[str, Fault]) -> int:
         delay = faults["slow"].delay if "slow" in faults else 0.0
@@ -225,13 +257,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return 0
 
-    def _status(self, name: str, range_header: str | None, status: int) -> None:
+    def _status(self, name: str, range_header: str | None, status: int) -> Request:
         body = f"{status}\n".encode()
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-        self.server_state.requests.append(Request(name, range_header, status, 0))
+        return Request(name, range_header, status, 0)
 
 
 class _nothing:
