@@ -69,21 +69,26 @@ def test_subprocess_error_has_no_traceback_unless_debug(tmp_path):
     assert debug.returncode != 0 and "Traceback" in debug.stderr and "RegistryFileError" in debug.stderr
 
 
-def test_list_info_and_help_do_not_import_torch():
+def modules_after(*commands: list[str], report: str) -> str:
+    """Run each `zoo` command in one fresh interpreter, then print `report` (an expression over sys.modules)."""
     code = (
         "import sys\n"
         "from zoo.cli.app import app\n"
-        "for args in (['list'], ['info', 'resnet50'], ['plugins'], ['--help']):\n"
+        f"for args in {list(commands)!r}:\n"
         "    try:\n"
         "        app(args)\n"
         "    except SystemExit as exc:\n"
         "        assert not exc.code, exc.code\n"
-        "heavy = sorted(m for m in ('torch', 'torchvision', 'timm', 'onnx') if m in sys.modules)\n"
-        "print('HEAVY', heavy)\n"
+        f"print({report})\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "HEAVY []"
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_list_info_and_help_do_not_import_torch():
+    heavy = "sorted(m for m in ('torch', 'torchvision', 'timm', 'onnx') if m in sys.modules)"
+    assert modules_after(["list"], ["info", "resnet50"], ["plugins"], ["--help"], report=heavy) == "[]"
 
 
 def test_every_command_module_imports_on_its_own():
@@ -116,18 +121,8 @@ def test_lazy_command_table_names_every_command_its_modules_define():
 
 
 def test_running_a_command_imports_only_its_own_module():
-    code = (
-        "import sys\n"
-        "from zoo.cli.app import app\n"
-        "try:\n"
-        "    app(['list', 'resnet18'])\n"
-        "except SystemExit as exc:\n"
-        "    assert not exc.code, exc.code\n"
-        "print(sorted(m for m in sys.modules if m.endswith('_commands')))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "['zoo.cli.registry_commands']"
+    loaded = modules_after(["list", "resnet18"], report="sorted(m for m in sys.modules if m.endswith('_commands'))")
+    assert loaded == "['zoo.cli.registry_commands']"
 
 
 def test_a_process_that_imported_torch_skips_teardown_but_not_atexit_or_output(tmp_path):
