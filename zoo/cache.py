@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from zoo.files import write_text_atomic, zoo_home
+from zoo.files import replacing, write_text_atomic, zoo_home
 from zoo.records import WeightSet, file_name_from_url, hash_prefix_from_file_name
 
 META_DIR = ".meta"
@@ -218,10 +218,9 @@ def _in_use(key: str) -> bool:
 
 def place_file(source: Path, dest: Path) -> None:
     """Put `source` at `dest` atomically: a hard link where possible, else a copy, renamed into place."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f"{dest.name}.{os.getpid()}.tmp")
-    try:
-        os.link(source, tmp)
-    except OSError:
-        shutil.copyfile(source, tmp)
-    os.replace(tmp, dest)
+    with replacing(dest) as tmp:
+        tmp.unlink()  # os.link wants the name free
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from zoo import cache, catalogues
 from zoo.download import Progress, download
+from zoo.files import replacing
 from zoo.mirrors import candidate_urls, offline_requested
 from zoo.records import Selection, WeightSet, file_name_from_url, hash_prefix_from_file_name
 from zoo.sources import FetchError, FileSource, HttpSource, OpenedSource, TransientError, scheme_of
@@ -248,10 +249,8 @@ def import_file(path: str | Path, spec: str | None = None) -> list[FetchResult]:
     for selection in selections:
         wanted = wanted_for(selection.entry.qualified_name, selection.weights)
         dest = cache.weights_dir() / wanted.key
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f"{dest.name}.{os.getpid()}.tmp")
-        shutil.copyfile(path, tmp)
-        os.replace(tmp, dest)
+        with replacing(dest) as tmp:
+            shutil.copyfile(path, tmp)
         size = dest.stat().st_size
         record = cache.CacheRecord(wanted.key, sha, size, wanted.url, f"import:{path}", wanted.name, wanted.tag)
         cache.write_record(record)

@@ -400,17 +400,14 @@ def _note_norm_differences(target: nn.Module, source: nn.Module, plan: LoadPlan)
 
 def save_state_dict(model: nn.Module, path: str | os.PathLike, fmt: str | None = None) -> Path:
     """Write the model's state dict to `path` atomically: safetensors unless `fmt`/suffix says pth."""
-    import tempfile
-
     import torch
+
+    from zoo.files import replacing
 
     path = Path(path)
     fmt = fmt or ("pth" if path.suffix in (".pth", ".pt", ".bin") else "safetensors")
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with replacing(path) as tmp:
         if fmt == "pth":
             torch.save(state, tmp)
         else:
@@ -421,11 +418,7 @@ def save_state_dict(model: nn.Module, path: str | os.PathLike, fmt: str | None =
                 if v.untyped_storage().data_ptr() in seen and v.numel():
                     state[k] = v.clone()
                 seen.setdefault(v.untyped_storage().data_ptr(), k)
-            save_file(state, tmp, metadata={"format": "pt", "producer": "zoo adapt"})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            save_file(state, str(tmp), metadata={"format": "pt", "producer": "zoo adapt"})
     return path
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,16 +22,11 @@ def _pyplot():
 
 def _save(figure: Any, path: str | Path) -> Path:
     """Write the PNG next to `path` under a temporary name, then move it into place."""
+    from zoo.files import replacing
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
+    with replacing(path, suffix=".png") as temp:
         figure.savefig(temp, format="png", dpi=120, bbox_inches="tight")
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
     return path
 
 
