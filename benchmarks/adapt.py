@@ -12,7 +12,6 @@ Run: python -m benchmarks.adapt [--repeat N] [--process-repeat N]
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from benchmarks.timing import median_seconds
+from benchmarks.timing import median_seconds, user_env
 
 RECIPE = textwrap.dedent("""
     import sys, torch, torchvision
@@ -104,7 +103,7 @@ def main() -> None:
             "zoo adapt --no-verify": [*zoo_adapt, "--no-verify", "-o", str(Path(tmp) / "o.safetensors")],
             "zoo adapt (verify)": [*zoo_adapt, "-o", str(Path(tmp) / "v.safetensors")],
         }
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env = user_env()
         env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
         for command in commands.values():  # warm the page cache and write the .pyc files
             subprocess.run(command, check=True, capture_output=True, cwd=tmp, env=env)

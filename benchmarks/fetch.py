@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.timing import user_env
+
 ROOT = Path(__file__).resolve().parents[1]
 SERVER = """
 import sys, time
@@ -106,7 +108,7 @@ def bench_file(url: str, sha: str, size_mb: float, out: Path, repeat: int, curl:
     def run_hub():
         torch.hub.download_url_to_file(url, str(out), hash_prefix=sha[:8], progress=False)
 
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}  # users cache bytecode
+    env = user_env()
 
     def run_zoo_cli():
         command = [sys.executable, "-m", "zoo", "fetch", url, "--sha256", sha, "--json"]

@@ -10,12 +10,11 @@ every run would compile zoo's sources again (site-packages is compiled by pip at
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.timing import median_seconds
+from benchmarks.timing import median_seconds, user_env
 
 ZOO = str(Path(sys.executable).with_name("zoo")) if Path(sys.executable).with_name("zoo").exists() else "zoo"
 COMMANDS = {
@@ -27,7 +26,7 @@ COMMANDS = {
 
 
 def median_process_seconds(command: list[str], runs: int) -> float:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env = user_env()
 
     def run() -> None:
         subprocess.run(command, capture_output=True, check=True, env=env)

@@ -1,7 +1,8 @@
-"""The one timing helper the benchmarks share."""
+"""What the benchmarks share: a median timer, and the environment a user's process runs in."""
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -15,3 +16,8 @@ def median_seconds(function: Callable[[], object], runs: int) -> float:
         function()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def user_env() -> dict[str, str]:
+    """This environment without PYTHONDONTWRITEBYTECODE: a user's Python caches bytecode (this sandbox's does not)."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
