@@ -59,7 +59,7 @@ for name in sys.argv[2:]:
 def small_models(max_mb: float, limit: int | None, exclude: list[str] = ()) -> list[str]:
     import fnmatch
 
-    from zoo import catalogues
+    from zoo.registry import catalogues
 
     entries = [
         e

@@ -99,7 +99,7 @@ def bench_file(url: str, sha: str, size_mb: float, out: Path, repeat: int, curl:
     """Time each tool `repeat` times, interleaved, and print medians, throughput and the target ratios."""
     import torch.hub
 
-    from zoo.fetching import fetch_url
+    from zoo.weights.fetching import fetch_url
 
     def run_zoo():
         result = fetch_url(url, sha256=sha)

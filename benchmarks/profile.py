@@ -15,10 +15,10 @@ import warnings
 import torch  # noqa: E402
 import torchvision  # noqa: E402
 
-from zoo import catalogues  # noqa: E402
 from zoo.profiling.counting import count_macs  # noqa: E402
 from zoo.profiling.formulas import all_formulas  # noqa: E402
 from zoo.profiling.params import param_stats  # noqa: E402
+from zoo.registry import catalogues  # noqa: E402
 
 
 def zoo_count(model, x):

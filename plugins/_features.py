@@ -46,7 +46,8 @@ class FeatureBackbone(nn.Module):
 
 
 def build_feature_backbone(model: str, out_indices: Any = None, **kwargs: Any) -> FeatureBackbone:
-    from zoo import catalogues, create_model
+    from zoo import create_model
+    from zoo.registry import catalogues
 
     entry = catalogues.models().get_entry(model)
     if entry.family == "timm":

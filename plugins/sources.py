@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from zoo import hookimpl
-from zoo.sources import FileSource, HttpSource
+from zoo.weights.sources import FileSource, HttpSource
 
 
 @hookimpl

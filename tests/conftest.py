@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from zoo import catalogues, plugins
+from zoo import plugins
+from zoo.registry import catalogues
 
 
 @pytest.fixture(autouse=True)

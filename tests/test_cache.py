@@ -11,9 +11,10 @@ from http_server import http_server  # noqa: F401 - the fixture
 from typer.testing import CliRunner
 from weights_fixtures import checkpoint_bytes, hashed_name, registry_entry, sha256_hex, tiny_state_dict, write_registry
 
-from zoo import cache, catalogues
 from zoo.cli.app import app
-from zoo.records import WeightSet
+from zoo.registry import catalogues
+from zoo.registry.records import WeightSet
+from zoo.weights import cache
 
 runner = CliRunner()
 

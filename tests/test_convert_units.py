@@ -12,11 +12,11 @@ import pytest
 from typer.testing import CliRunner
 
 from zoo import hookimpl, plugins
-from zoo.catalogues import executors
 from zoo.cli.app import app
 from zoo.converting import ExportOptions, convert, manifest, planning, report, worker
 from zoo.converting.executors import create
 from zoo.errors import UnknownModelError, UserInputError
+from zoo.registry.catalogues import executors
 
 TESTS = Path(__file__).resolve().parent
 
@@ -106,7 +106,7 @@ def test_executors_come_from_the_plugin_hook_and_ray_is_imported_only_when_used(
     with pytest.raises(UserInputError, match="unknown executor 'dask'.*local"):
         create("dask", None)
     code = (
-        "import sys; from zoo.catalogues import executors; executors(); "
+        "import sys; from zoo.registry.catalogues import executors; executors(); "
         "import zoo.cli.app; assert 'ray' not in sys.modules and 'torch' not in sys.modules; "
         "assert 'zoo.converting' not in sys.modules, 'the executors plugin must register lazily'"
     )

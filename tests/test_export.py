@@ -186,7 +186,7 @@ def test_backbone_with_several_outputs_gets_named_outputs(tiny, tmp_path):
 
 
 def test_fp16_halves_the_file_and_keeps_float32_io(tiny, tmp_path):
-    from zoo.references import import_reference
+    from zoo.registry.references import import_reference
 
     model = import_reference(f"{tiny}:TinyCNN")(classes=4000)
     weights = tmp_path / "tiny.safetensors"

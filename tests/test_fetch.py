@@ -14,9 +14,10 @@ from http_server import http_server  # noqa: F401 - the fixture
 from weights_fixtures import checkpoint_bytes, hashed_name, registry_entry, sha256_hex, tiny_state_dict, write_registry
 
 import zoo
-from zoo import cache, catalogues
-from zoo.fetching import fetch, fetch_url
-from zoo.sources import FetchError
+from zoo.registry import catalogues
+from zoo.weights import cache
+from zoo.weights.fetching import fetch, fetch_url
+from zoo.weights.sources import FetchError
 
 
 @pytest.fixture
@@ -326,7 +327,7 @@ def test_a_failing_disk_write_ends_the_fetch_with_the_error_and_places_nothing(h
     url = http_server.add("big/weights.bin", data)
     script = (
         "import resource, signal, sys\n"
-        "from zoo.fetching import fetch_url\n"
+        "from zoo.weights.fetching import fetch_url\n"
         "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
         "resource.setrlimit(resource.RLIMIT_FSIZE, (5 << 20, 5 << 20))\n"
         "try:\n"

@@ -12,8 +12,8 @@ import pytest
 from http_server import http_server  # noqa: F401 - the fixture
 from weights_fixtures import sha256_hex
 
-from zoo import cache
-from zoo.fetching import fetch_url
+from zoo.weights import cache
+from zoo.weights.fetching import fetch_url
 
 FETCH = "import sys, zoo; r = zoo.fetch_url(sys.argv[1], sha256=sys.argv[2]); print(r.path, r.sha256, r.source)"
 

@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 from weights_fixtures import checkpoint_bytes, hashed_name, registry_entry, resnet18_state_dict, write_registry
 
 import zoo
-from zoo import catalogues
 from zoo.cli.app import app
-from zoo.loading import (
+from zoo.registry import catalogues
+from zoo.weights.loading import (
     CheckpointError,
     UnsafeCheckpointError,
     WeightsMismatchError,

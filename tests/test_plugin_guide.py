@@ -14,8 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 import zoo
-from zoo import catalogues, hookimpl
+from zoo import hookimpl
 from zoo.cli.app import app
+from zoo.registry import catalogues
 from zoo.scaffold import PluginNames, render, write_plugin
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 import zoo
-from zoo import catalogues, hookimpl, plugins
+from zoo import hookimpl, plugins
 from zoo.errors import PluginError
+from zoo.registry import catalogues
 
 TEST_PLUGIN = Path(__file__).parent / "plugins" / "zoo-test-plugin"
 

@@ -242,7 +242,7 @@ def test_cli_user_class_weights_file_and_latency(tmp_path):
         "        super().__init__(nn.Conv2d(3, width, 1), nn.Flatten(), nn.LazyLinear(2) if False else nn.Identity())\n"
     )
     weights = tmp_path / "net.pth"
-    from zoo.references import import_reference
+    from zoo.registry.references import import_reference
 
     torch.save(import_reference(f"{source}:Net")(width=4).state_dict(), weights)
     result = runner.invoke(

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from zoo import catalogues
 from zoo.profiling import profile
+from zoo.registry import catalogues
 
 # Heavy models (hundreds of millions of parameters, or slow to build): run with the slow marker.
 SLOW = (

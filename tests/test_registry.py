@@ -91,7 +91,7 @@ def test_declared_override_replaces_and_is_recorded(add_plugin):
     plugin.overrides = "torchvision"
     add_plugin(plugin, "company")
     assert zoo.resolve("resnet50").weights.url.startswith("https://mirror.example/")
-    from zoo import catalogues
+    from zoo.registry import catalogues
 
     (override,) = catalogues.overrides()
     assert (override.winner, override.loser, override.name) == ("company", "torchvision", "torchvision:resnet50")

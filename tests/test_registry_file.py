@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from zoo.errors import RegistryFileError
-from zoo.registry_file import read_registry_file
+from zoo.registry.registry_file import read_registry_file
 
 VALID = (
     '''

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from zoo.errors import ZooError
 from zoo.hookspecs import hookimpl
-from zoo.records import Architecture, ModelEntry, Remap, Selection, WeightSet
+from zoo.registry.records import Architecture, ModelEntry, Remap, Selection, WeightSet
 
 __version__ = "0.1.0"
 
@@ -17,15 +17,16 @@ _LAZY = {
     "get_entry": "zoo.api",
     "list_models": "zoo.api",
     "resolve": "zoo.api",
-    "import_reference": "zoo.references",
-    "read_registry_file": "zoo.registry_file",
-    "fetch": "zoo.fetching",
-    "fetch_url": "zoo.fetching",
-    "FetchResult": "zoo.fetching",
-    "load_weights": "zoo.loading",
-    "load_checkpoint": "zoo.loading",
-    "Checkpoint": "zoo.loading",
-    "OpenedSource": "zoo.sources",
+    "import_reference": "zoo.registry.references",
+    "read_registry_file": "zoo.registry.registry_file",
+    "fetch": "zoo.weights.fetching",
+    "fetch_url": "zoo.weights.fetching",
+    "FetchResult": "zoo.weights.fetching",
+    "load_weights": "zoo.weights.loading",
+    "load_checkpoint": "zoo.weights.loading",
+    "Checkpoint": "zoo.weights.loading",
+    "OpenedSource": "zoo.weights.sources",
+    "FetchError": "zoo.weights.sources",
     "adapt": "zoo.adapt",
     "profile": "zoo.profiling",
     "export": "zoo.exporting",
@@ -48,6 +49,7 @@ __all__ = [
     "Architecture",
     "adapt",
     "Checkpoint",
+    "FetchError",
     "FetchResult",
     "OpenedSource",
     "ModelEntry",

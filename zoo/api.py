@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from zoo import catalogues
 from zoo.errors import UnknownModelError
-from zoo.records import ModelEntry, Selection
+from zoo.registry import catalogues
+from zoo.registry.records import ModelEntry, Selection
 
 if TYPE_CHECKING:
     from torch import nn
@@ -57,7 +57,7 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Modul
     weights_kwargs = selection.weights.builder_kwargs if selection.weights is not None else {}
     model = build(entry, **{**weights_kwargs, **kwargs})
     if pretrained:
-        from zoo.loading import load_pretrained
+        from zoo.weights.loading import load_pretrained
 
         load_pretrained(model, selection)
     return model

@@ -124,7 +124,7 @@ class DirectorySource:
     """`$scheme:PATH` is the file PATH inside the directory named by $env."""
 
     def open(self, url: str, offset: int = 0):
-        from zoo.sources import FetchError, OpenedSource
+        from zoo import FetchError, OpenedSource
 
         root = os.environ.get(WEIGHTS_DIR_VARIABLE)
         if not root:
@@ -201,8 +201,9 @@ import torch
 
 import $module
 import zoo
-from zoo import catalogues, plugins
-from zoo.sources import FetchError
+from zoo import plugins
+from zoo.registry import catalogues
+from zoo import FetchError
 from $module.model import TinyNet
 
 UPSTREAM = {"features.0.": "stem.conv.", "features.1.": "stem.bn.", "classifier.": "fc."}

@@ -160,6 +160,6 @@ def reset() -> None:
     """Forget loaded plugins and everything built from them (tests and long-lived processes use this)."""
     global _current
     _current = None
-    state = sys.modules.get("zoo.catalogues")
+    state = sys.modules.get("zoo.registry.catalogues")
     if state is not None:
         state.reset()

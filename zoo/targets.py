@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from zoo import catalogues
 from zoo.errors import UnknownModelError, UserInputError
-from zoo.records import Architecture, Selection
-from zoo.references import import_reference
+from zoo.registry import catalogues
+from zoo.registry.records import Architecture, Selection
+from zoo.registry.references import import_reference
 
 if TYPE_CHECKING:
     from torch import nn

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo import catalogues
 from zoo.adapt import adapters
 from zoo.adapt.errors import CoverageError, NothingLoadedError, StrictLoadError, VerifyError
 from zoo.adapt.initial import still_initial
@@ -33,7 +32,8 @@ from zoo.adapt.plan import (
 from zoo.adapt.report import AdaptReport, group_keys
 from zoo.adapt.verify import verify as run_verify
 from zoo.errors import UserInputError
-from zoo.references import import_reference
+from zoo.registry import catalogues
+from zoo.registry.references import import_reference
 from zoo.targets import Target, build_target, is_reference
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ def load_source(source: Any, from_weights: str | os.PathLike | None = None, trus
     """A Source from a registry spec (fetched, or fed by `from_weights`), a checkpoint path, a dict or a module."""
     from torch import nn
 
-    from zoo.loading import load_checkpoint
+    from zoo.weights.loading import load_checkpoint
 
     if isinstance(source, nn.Module):
         return Source(type(source).__name__, dict(source.state_dict()), model=source)
@@ -79,7 +79,7 @@ def load_source(source: Any, from_weights: str | os.PathLike | None = None, trus
     if from_weights is not None:
         path = Path(from_weights)
     else:
-        from zoo.fetching import fetch
+        from zoo.weights.fetching import fetch
 
         result = fetch(selection)
         path, sha256 = result.path, result.sha256
@@ -339,7 +339,7 @@ def _source_model(source: Source) -> tuple[nn.Module | None, str]:
     """
     import torch
 
-    from zoo.loading import apply_remap
+    from zoo.weights.loading import apply_remap
 
     raw = {k: v for k, v in source.state_dict.items() if k not in source.derived}
     model = build_target(source.spec, {}, meta_device=True).model

@@ -69,8 +69,8 @@ def fetch_command(
     json_output: JsonOption = False,
 ) -> None:
     """Download weights into the cache, verify their sha256, and print where they are."""
-    from zoo.fetching import fetch, fetch_url
-    from zoo.mirror_sync import selections_for
+    from zoo.weights.fetching import fetch, fetch_url
+    from zoo.weights.mirror_sync import selections_for
 
     results = []
     with _progress(not json_output) as progress_for:
@@ -97,7 +97,7 @@ def import_command(
     json_output: JsonOption = False,
 ) -> None:
     """Put weights files into the cache after checking their hash against the registry."""
-    from zoo.fetching import import_file
+    from zoo.weights.fetching import import_file
 
     results = [result for path in files for result in import_file(path, name)]
     if json_output:
@@ -110,7 +110,7 @@ def import_command(
 @cache_app.command("list")
 def cache_list(json_output: JsonOption = False) -> None:
     """List cached files with their model, size, sha256 and origin."""
-    from zoo.cache import list_cache, weights_dir
+    from zoo.weights.cache import list_cache, weights_dir
 
     records = list_cache()
     if json_output:
@@ -124,7 +124,7 @@ def cache_list(json_output: JsonOption = False) -> None:
 @cache_app.command("verify")
 def cache_verify(json_output: JsonOption = False) -> None:
     """Re-hash every cached file; quarantine (as .bad) those whose hash does not match. Exit 1 if any did."""
-    from zoo.cache import verify_cache
+    from zoo.weights.cache import verify_cache
 
     results = verify_cache()
     bad = [r for r in results if r.status == "bad"]
@@ -143,7 +143,7 @@ def cache_rm(
     names: Annotated[list[str], typer.Argument(help="Model NAME[.TAG] (all its weight sets without a tag) or file.")],
 ) -> None:
     """Remove cached weights of models (or cached files by name)."""
-    from zoo.cache import list_cache, remove
+    from zoo.weights.cache import list_cache, remove
 
     removed = []
     for name in names:
@@ -158,8 +158,8 @@ def cache_rm(
 
 
 def _keys_for_model(name: str) -> list[str]:
-    from zoo import catalogues
-    from zoo.cache import cache_key
+    from zoo.registry import catalogues
+    from zoo.weights.cache import cache_key
 
     selection = catalogues.models().resolve(name)
     has_tag = "." in name.rpartition(":")[2]
@@ -173,7 +173,7 @@ def cache_prune(
     older_than: Annotated[float, typer.Option(help="Only partial/quarantined files older than this (hours).")] = 0.0,
 ) -> None:
     """Remove quarantined .bad files, abandoned partial downloads and orphaned records."""
-    from zoo.cache import prune
+    from zoo.weights.cache import prune
 
     doomed = prune(older_than * 3600, dry_run)
     for path in doomed:
@@ -191,7 +191,7 @@ def mirror_sync(
     json_output: JsonOption = False,
 ) -> None:
     """Fetch weights into a directory laid out as a mirror, with index.json and SHA256SUMS."""
-    from zoo.mirror_sync import sync
+    from zoo.weights.mirror_sync import sync
 
     with _progress(not json_output) as progress_for:
         results = sync(
@@ -217,12 +217,12 @@ def inspect_command(
     json_output: JsonOption = False,
 ) -> None:
     """Show what a checkpoint holds: tensors, parameters vs buffers, dtypes, grouped keys, models it fits."""
-    from zoo.inspection import inspect_checkpoint
-    from zoo.loading import load_checkpoint
+    from zoo.weights.inspection import inspect_checkpoint
+    from zoo.weights.loading import load_checkpoint
 
     path = Path(target)
     if not path.is_file():
-        from zoo.fetching import fetch
+        from zoo.weights.fetching import fetch
 
         path = fetch(target, offline=offline or None).path
     report = inspect_checkpoint(load_checkpoint(path, trust_pickle=trust_pickle), find_fits=fits)

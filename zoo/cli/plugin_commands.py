@@ -22,8 +22,8 @@ def plugins_command(ctx: typer.Context, json_output: JsonOption = False) -> None
     """Show each plugin: origin, version, hooks, what it contributed and overrides, or why it is broken."""
     if ctx.invoked_subcommand is not None:
         return
-    from zoo import catalogues
     from zoo.plugins import get_plugins
+    from zoo.registry import catalogues
 
     plugins = get_plugins()
     counts = catalogues.contributions()

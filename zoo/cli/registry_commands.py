@@ -8,7 +8,7 @@ import typer
 
 from zoo.cli.app import new_typer
 from zoo.cli.output import JsonOption, console, print_json, table
-from zoo.records import ModelEntry, WeightSet
+from zoo.registry.records import ModelEntry, WeightSet
 
 commands = new_typer()  # added to `zoo` by zoo.cli.app.ZooGroup when one of its commands runs
 
@@ -24,7 +24,7 @@ def list_command(
     json_output: JsonOption = False,
 ) -> None:
     """List registered models."""
-    from zoo import catalogues
+    from zoo.registry import catalogues
 
     entries = catalogues.models().select(patterns or [], exclude or [], family, pretrained)
     if json_output:
@@ -45,7 +45,7 @@ def info_command(
 ) -> None:
     """Show a model's record: builder, every weight set, URLs, hashes, and whether each is cached."""
     from zoo.api import resolve
-    from zoo.cache import is_cached
+    from zoo.weights.cache import is_cached
 
     selection = resolve(name)
     entry = selection.entry
@@ -94,7 +94,7 @@ def _entry_summary(entry: ModelEntry) -> dict:
 
 
 def _weights_detail(weights: WeightSet) -> dict:
-    from zoo.cache import cached_path, is_cached
+    from zoo.weights.cache import cached_path, is_cached
 
     data = weights.to_dict()
     data["expected_hash"] = weights.expected_hash

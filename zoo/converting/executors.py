@@ -13,9 +13,9 @@ from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from zoo import catalogues
 from zoo.converting.planning import ConvertTask
 from zoo.errors import UserInputError
+from zoo.registry import catalogues
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoo import catalogues
 from zoo.converting import manifest
 from zoo.converting.options import ExportOptions
 from zoo.errors import UnknownModelError, UserInputError
-from zoo.records import ModelEntry, WeightSet
+from zoo.registry import catalogues
+from zoo.registry.records import ModelEntry, WeightSet
 
 # Environment a worker needs to see the same registry, plugins, cache and mirrors as the command.
 ENV_PREFIXES = ("ZOO_",)
@@ -74,7 +74,7 @@ def weights_identity(entry: ModelEntry, weights: str | None) -> dict[str, Any]:
     if weights is not None and entry.weight_set(weights) is None:
         path = Path(weights).expanduser()
         if path.is_file():
-            from zoo.cache import hash_file
+            from zoo.weights.cache import hash_file
 
             return {"weights": str(path.resolve()), "sha256": hash_file(path)}
         return {"weights": weights}  # the worker reports the error
@@ -95,7 +95,7 @@ def cached_sha256(entry: ModelEntry, weights: str | None) -> str | None:
     weight_set = entry.weight_set(weights)
     if weight_set is None:
         return None
-    from zoo.cache import cache_key, read_record
+    from zoo.weights.cache import cache_key, read_record
 
     record = read_record(cache_key(weight_set.url, weight_set.file_name))
     return record.sha256 if record is not None and record.sha256 else None

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import UserInputError
-from zoo.records import Selection
+from zoo.registry.records import Selection
 from zoo.targets import Target, build_target
 
 if TYPE_CHECKING:
@@ -80,9 +80,9 @@ def _sha256(path: Path) -> str:
 
 
 def _load_registry(model: nn.Module, selection: Selection) -> str:
-    """Fetch the selection's weights through zoo.fetching (cache, mirrors, verification), load them; the sha256."""
-    from zoo.fetching import fetch
-    from zoo.loading import apply_remap, load_checkpoint, load_into
+    """Fetch the selection's weights through zoo.weights.fetching (cache, mirrors, checks), load them; the sha256."""
+    from zoo.weights.fetching import fetch
+    from zoo.weights.loading import apply_remap, load_checkpoint, load_into
 
     result = fetch(selection)
     state_dict = apply_remap(selection.entry.remap, load_checkpoint(result.path).state_dict, model)
@@ -91,7 +91,7 @@ def _load_registry(model: nn.Module, selection: Selection) -> str:
 
 
 def _load_file(model: nn.Module, path: Path) -> None:
-    from zoo.loading import load_checkpoint, load_into
+    from zoo.weights.loading import load_checkpoint, load_into
 
     if not path.is_file():
         raise UserInputError(f"weights file {str(path)!r} does not exist")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from zoo.plugins import get_plugins
-from zoo.registry import Catalogue
+from zoo.registry.model_registry import Catalogue
 
 OpFormula = Callable[..., int]
 ModuleFormula = Callable[[Any, tuple, Any], int]

@@ -154,7 +154,7 @@ def meta_weights() -> Iterator[None]:
 
 
 def _load_weights(model: Any, spec: str, selection: Any, weights: str) -> None:
-    from zoo import loading
+    from zoo.weights import loading
 
     path = Path(weights).expanduser()
     if path.is_file():

@@ -14,9 +14,10 @@ from zoo_efficientnet_lite import WEIGHTS_URL
 from zoo_efficientnet_lite.remap import block_positions, remap_to_timm
 
 import zoo
-from zoo import catalogues, plugins
+from zoo import plugins
 from zoo.cli.app import app
-from zoo.sources import FetchError
+from zoo.registry import catalogues
+from zoo.weights.sources import FetchError
 
 SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 runner = CliRunner()

@@ -6,7 +6,7 @@ import os
 from importlib import resources
 from urllib.parse import unquote, urlsplit
 
-from zoo.sources import FetchError, OpenedSource
+from zoo import FetchError, OpenedSource
 
 
 def package_file(url: str):

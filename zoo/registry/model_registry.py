@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from zoo.errors import DuplicateError, UnknownModelError
-from zoo.records import ModelEntry, Selection
+from zoo.registry.records import ModelEntry, Selection
 
 T = TypeVar("T")
 

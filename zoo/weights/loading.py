@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from zoo.records import Selection
+    from zoo.registry.records import Selection
 
 CONTAINER_KEYS = ("state_dict", "model_state_dict", "model_state", "model", "net", "module", "params")
 
@@ -185,7 +185,7 @@ def load_weights(name_or_path: str | Path, *, trust_pickle: bool = False) -> dic
     """The state dict of a checkpoint file, or of a registry name's weights (fetched into the cache first)."""
     path = Path(name_or_path)
     if not path.is_file():
-        from zoo.fetching import fetch
+        from zoo.weights.fetching import fetch
 
         path = fetch(str(name_or_path)).path
     return load_checkpoint(path, trust_pickle=trust_pickle).state_dict
@@ -193,7 +193,7 @@ def load_weights(name_or_path: str | Path, *, trust_pickle: bool = False) -> dic
 
 def load_pretrained(model: nn.Module, selection: Selection, *, trust_pickle: bool = False) -> nn.Module:
     """Fetch the selection's weights and load them into `model` strictly (remapped if the entry names a remap)."""
-    from zoo.fetching import fetch
+    from zoo.weights.fetching import fetch
 
     result = fetch(selection)
     state_dict = load_checkpoint(result.path, trust_pickle=trust_pickle).state_dict
@@ -208,7 +208,7 @@ def apply_remap(name: str | None, state_dict: dict, model: nn.Module) -> dict:
         return state_dict
     import re
 
-    from zoo import catalogues
+    from zoo.registry import catalogues
 
     remap = catalogues.remaps().get(name)
     if remap is None:

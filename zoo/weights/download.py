@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from zoo.sources import OpenedSource, TransientError
+from zoo.weights.sources import OpenedSource, TransientError
 
 CHUNK = 4 << 20
 BUFFERS = 6

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from zoo import cache, catalogues
-from zoo.download import Progress
 from zoo.errors import UnknownModelError
-from zoo.fetching import FetchResult, fetch
 from zoo.files import write_text_atomic
-from zoo.records import Selection
+from zoo.registry import catalogues
+from zoo.registry.records import Selection
+from zoo.weights import cache
+from zoo.weights.download import Progress
+from zoo.weights.fetching import FetchResult, fetch
 
 INDEX = "index.json"
 
@@ -52,7 +53,7 @@ def sync(
     progress_for=None,
 ) -> list[FetchResult]:
     """Fetch (verified, through the cache) everything `patterns` name and place it in `target` with an index."""
-    from zoo.cache import cache_key
+    from zoo.weights.cache import cache_key
 
     target.mkdir(parents=True, exist_ok=True)
     index_path = target / INDEX

@@ -13,12 +13,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from zoo import cache, catalogues
-from zoo.download import Progress, download
 from zoo.files import replacing
-from zoo.mirrors import candidate_urls, offline_requested
-from zoo.records import Selection, WeightSet, file_name_from_url, hash_prefix_from_file_name
-from zoo.sources import FetchError, FileSource, HttpSource, OpenedSource, TransientError, scheme_of
+from zoo.registry import catalogues
+from zoo.registry.records import Selection, WeightSet, file_name_from_url, hash_prefix_from_file_name
+from zoo.weights import cache
+from zoo.weights.download import Progress, download
+from zoo.weights.mirrors import candidate_urls, offline_requested
+from zoo.weights.sources import FetchError, FileSource, HttpSource, OpenedSource, TransientError, scheme_of
 
 LOCAL_SCHEMES = ("file",)
 

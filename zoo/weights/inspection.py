@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-    from zoo.loading import Checkpoint
+    from zoo.weights.loading import Checkpoint
 
 BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 _NUMBER = re.compile(r"^\d+$")
@@ -113,7 +113,7 @@ def find_fitting_models(state_dict: dict, params: int, limit: int = 6) -> list[F
     Only models whose recorded parameter count equals the file's, or is the closest few within 10%,
     are built: this keeps inspection to a handful of cheap meta-device builds.
     """
-    from zoo import catalogues
+    from zoo.registry import catalogues
 
     counts = {}
     for entry in catalogues.models():

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from zoo.files import replacing, write_text_atomic, zoo_home
-from zoo.records import WeightSet, file_name_from_url, hash_prefix_from_file_name
+from zoo.registry.records import WeightSet, file_name_from_url, hash_prefix_from_file_name
 
 META_DIR = ".meta"
 LOCK_DIR = ".locks"

@@ -12,7 +12,7 @@ from typing import Any
 
 from zoo.errors import RegistryFileError
 from zoo.files import write_text_atomic, zoo_home
-from zoo.records import WEIGHT_FORMATS, ModelEntry, WeightSet
+from zoo.registry.records import WEIGHT_FORMATS, ModelEntry, WeightSet
 
 FORMAT_VERSION = 1
 

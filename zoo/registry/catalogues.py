@@ -12,9 +12,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from zoo.plugins import get_plugins
-from zoo.records import Architecture, ModelEntry, Remap
-from zoo.registry import Catalogue, ModelRegistry
-from zoo.registry_file import read_registry_file
+from zoo.registry.model_registry import Catalogue, ModelRegistry
+from zoo.registry.records import Architecture, ModelEntry, Remap
+from zoo.registry.registry_file import read_registry_file
 
 _cache: dict[str, object] = {}
 

@@ -1,0 +1,1 @@
+"""Weights: fetching, downloading, the cache, mirrors, weight sources, safe loading and inspection."""
