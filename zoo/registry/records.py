@@ -11,6 +11,10 @@ from urllib.parse import unquote, urlsplit
 
 _HASH_PREFIX = re.compile(r"-([a-f0-9]{6,64})\.")
 WEIGHT_FORMATS = ("pth", "safetensors")
+# What a model does, which says what input it takes (zoo.tasks builds them from `task` + `input_size`):
+# classification and segmentation take a batch of 3xHxW images, detection a list of 3xHxW images, video a
+# (3, T, H, W) clip per sample, optical_flow a pair of 3xHxW images.
+TASKS = ("classification", "detection", "segmentation", "video", "optical_flow")
 
 
 def hash_prefix_from_file_name(file_name: str) -> str | None:
@@ -43,7 +47,7 @@ class WeightSet:
     size: int | None = None
     format: str = "pth"
     num_classes: int | None = None
-    input_size: tuple[int, int, int] | None = None
+    input_size: tuple[int, ...] | None = None  # (3, H, W); a video model's (3, T, H, W)
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     interpolation: str | None = None
@@ -101,9 +105,15 @@ class ModelEntry:
     tags: tuple[str, ...] = ()
     plugin: str = ""
     description: str = ""
+    # One of TASKS. Left at the default, it is taken from `tags` when they name a task ("quantized" is a tag).
+    task: str = "classification"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "builder_kwargs", frozen(self.builder_kwargs))
+        if self.task == "classification":
+            named = next((t for t in self.tags if t in TASKS), None)
+            if named:
+                object.__setattr__(self, "task", named)
 
     @property
     def qualified_name(self) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 from zoo.errors import RegistryFileError
 from zoo.files import write_text_atomic, zoo_home
-from zoo.registry.records import WEIGHT_FORMATS, ModelEntry, WeightSet
+from zoo.registry.records import TASKS, WEIGHT_FORMATS, ModelEntry, WeightSet
 
 FORMAT_VERSION = 1
 
@@ -25,6 +25,7 @@ _MODEL_FIELDS: dict[str, tuple[type | tuple[type, ...], bool]] = {
     "aliases": (list, False),
     "remap": (str, False),
     "tags": (list, False),
+    "task": (str, False),
     "description": (str, False),
     "weights": (list, False),
 }
@@ -152,6 +153,8 @@ def _parse_model(raw: Any, where: str, plugin: str) -> ModelEntry:
             raise RegistryFileError(f"{where}: field {name!r} is empty")
     if "." in raw["name"] or ":" in raw["name"]:
         raise RegistryFileError(f"{where}: field 'name' must not contain '.' or ':' (they separate tag and family)")
+    if raw.get("task", TASKS[0]) not in TASKS:
+        raise RegistryFileError(f"{where}: field 'task' must be one of {', '.join(TASKS)}, got {raw['task']!r}")
     weights = tuple(_parse_weights(w, f"{where} weights[{i}]") for i, w in enumerate(raw.get("weights", [])))
     tags = [w.tag for w in weights]
     duplicate = next((t for t in tags if tags.count(t) > 1), None)
@@ -166,6 +169,7 @@ def _parse_model(raw: Any, where: str, plugin: str) -> ModelEntry:
         aliases=tuple(_strings(raw, "aliases", where)),
         remap=raw.get("remap"),
         tags=tuple(_strings(raw, "tags", where)),
+        task=raw.get("task", TASKS[0]),
         plugin=plugin,
         description=raw.get("description", ""),
     )
@@ -184,8 +188,11 @@ def _parse_weights(raw: Any, where: str) -> WeightSet:
             size = f"{length} " if length else ""
             raise RegistryFileError(f"{where}: field {name!r} must be {size}hex digits, got {value!r}")
     input_size = _numbers(raw, "input_size", where, int)
-    if input_size is not None and len(input_size) != 3:
-        raise RegistryFileError(f"{where}: field 'input_size' must be [channels, height, width], got {input_size!r}")
+    if input_size is not None and (len(input_size) not in (3, 4) or min(input_size) <= 0):
+        raise RegistryFileError(
+            f"{where}: field 'input_size' must be [channels, height, width] or, for video, "
+            f"[channels, frames, height, width], got {list(input_size)!r}"
+        )
     for name in ("size", "num_classes", "params"):
         if raw.get(name) is not None and raw[name] <= 0:
             raise RegistryFileError(f"{where}: field {name!r} must be positive, got {raw[name]!r}")
