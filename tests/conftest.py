@@ -2,10 +2,33 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import HealthCheck, settings
 
 from zoo import plugins
 from zoo.registry import catalogues
+
+# Property-based tests: each sets a bounded `@settings(max_examples=..., deadline=...)` for the default run.
+# ZOO_HYPOTHESIS_PROFILE=slow multiplies every test's max_examples by SLOW_FACTOR and lifts its deadline.
+SLOW_FACTOR = 20
+_QUIET = {"database": None, "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]}
+settings.register_profile("default", settings(**_QUIET))
+settings.register_profile("slow", settings(max_examples=100 * SLOW_FACTOR, deadline=None, **_QUIET))
+PROFILE = os.environ.get("ZOO_HYPOTHESIS_PROFILE", "default")
+settings.load_profile(PROFILE)
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Under the slow profile, scale the examples of tests that set their own (their setting beats a profile's)."""
+    if PROFILE != "slow":
+        return
+    for test in {id(t): t for t in (getattr(item, "obj", None) for item in items)}.values():  # once per function
+        own = getattr(test, "_hypothesis_internal_use_settings", None)
+        if own is not None:
+            scaled = settings(own, max_examples=own.max_examples * SLOW_FACTOR, deadline=None)
+            test._hypothesis_internal_use_settings = scaled
 
 
 @pytest.fixture(autouse=True)

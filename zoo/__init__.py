@@ -19,6 +19,7 @@ _LAZY = {
     "resolve": "zoo.api",
     "import_reference": "zoo.registry.references",
     "read_registry_file": "zoo.registry.registry_file",
+    "safe_component": "zoo.paths",
     "fetch": "zoo.weights.fetching",
     "fetch_url": "zoo.weights.fetching",
     "FetchResult": "zoo.weights.fetching",
@@ -71,4 +72,5 @@ __all__ = [
     "profile",
     "read_registry_file",
     "resolve",
+    "safe_component",
 ]

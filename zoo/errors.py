@@ -37,3 +37,9 @@ class UserInputError(ZooError):
     """An argument or file given on the command line cannot be used as it is."""
 
     exit_code = 2
+
+
+class UnsafeNameError(UserInputError):
+    """A name from outside (URL, registry, mirror index, plugin) could make zoo write outside its folders."""
+
+    exit_code = 2

@@ -20,9 +20,16 @@ def zoo_home() -> Path:
 
 
 @contextlib.contextmanager
-def replacing(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
-    """A temporary path beside `path` to write: renamed onto `path` if the block succeeds, removed if not."""
+def replacing(path: str | Path, suffix: str = ".tmp", root: str | Path | None = None) -> Iterator[Path]:
+    """A temporary path beside `path` to write: renamed onto `path` if the block succeeds, removed if not.
+
+    With `root` (the cache, a mirror or output directory), `path` must resolve inside it (zoo.paths.inside).
+    """
     path = Path(path)
+    if root is not None:
+        from zoo.paths import inside
+
+        inside(root, path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
@@ -34,8 +41,8 @@ def replacing(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
         tmp.unlink(missing_ok=True)  # gone already after the rename
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
+def write_text_atomic(path: str | Path, text: str, root: str | Path | None = None) -> Path:
     """Write `text` (UTF-8, newlines as given) to a temp file beside `path`, then rename it into place."""
-    with replacing(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
+    with replacing(path, root=root) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
         handle.write(text)
     return Path(path)

@@ -70,7 +70,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from zoo import ModelEntry, Remap, WeightSet, hookimpl, import_reference
+from zoo import ModelEntry, Remap, WeightSet, hookimpl, import_reference, safe_component
 
 __version__ = "0.1.0"
 
@@ -129,13 +129,20 @@ class DirectorySource:
         root = os.environ.get(WEIGHTS_DIR_VARIABLE)
         if not root:
             raise FetchError(f"{url}: set {WEIGHTS_DIR_VARIABLE} to the directory that holds the weights")
-        path = Path(root) / unquote(urlsplit(url).path)
+        path = weights_file(Path(root), url)
         try:
             stream = open(path, "rb")  # noqa: SIM115 - zoo closes it
         except OSError as exc:
             raise FetchError(f"{url}: cannot open {path}: {exc.strerror}") from None
         stream.seek(offset)  # honour offset so an interrupted fetch resumes
         return OpenedSource(stream, size=path.stat().st_size, resumed=True)
+
+
+def weights_file(root: Path, url: str) -> Path:
+    """The file `url` names inside `root`. A URL is input from outside: zoo.safe_component checks each
+    (percent-decoded) component, so `$scheme:../secret` or `$scheme:..%2fsecret` is refused, never opened."""
+    parts = unquote(urlsplit(url).path).split("/")
+    return root.joinpath(*(safe_component(part, f"{url}: path component") for part in parts))
 
 
 @hookimpl
@@ -258,6 +265,18 @@ def test_the_source_is_verified_and_cached(weights_dir):
     assert fetched.sha256 == sha256 and fetched.path.read_bytes() == path.read_bytes()
     with pytest.raises(FetchError, match="failed verification"):
         zoo.fetch_url("$scheme:tinynet.pth", sha256="0" * 64, force=True)
+
+
+def test_a_url_that_climbs_out_of_the_weights_directory_is_refused(weights_dir):
+    secret = weights_dir.parent / "secret.pth"
+    secret.write_bytes(b"not for the plugin to read")
+    sha256 = hashlib.sha256(secret.read_bytes()).hexdigest()
+    for path in ("../secret.pth", "..%2fsecret.pth", "%2e%2e/secret.pth", "sub/../../secret.pth", "/etc/passwd"):
+        with pytest.raises(zoo.ZooError, match="path component"):
+            $module.DirectorySource().open(f"$scheme:{path}")
+        with pytest.raises(zoo.ZooError):
+            zoo.fetch_url(f"$scheme:{path}", sha256=sha256)
+    assert [p.name for p in weights_dir.parent.rglob("secret.pth")] == ["secret.pth"]  # nothing copied to the cache
 
 
 def test_installed_plugin_is_found_through_its_entry_point():

@@ -63,8 +63,12 @@ def select(patterns: Iterable[str], exclude: Iterable[str] = (), all_models: boo
 
 
 def output_path(directory: Path, entry: ModelEntry) -> Path:
-    """DIR/<family>/<name>.onnx (families keep timm's and torchvision's `resnet50` apart)."""
-    return directory / entry.family / f"{entry.name}.onnx"
+    """DIR/<family>/<name>.onnx (families keep timm's and torchvision's `resnet50` apart), checked to stay in DIR."""
+    from zoo.paths import inside, safe_component
+
+    family = safe_component(entry.family, f"family of model {entry.qualified_name!r}")
+    name = safe_component(f"{entry.name}.onnx", f"output file name of model {entry.qualified_name!r}")
+    return inside(directory, directory / family / name)
 
 
 def weights_identity(entry: ModelEntry, weights: str | None) -> dict[str, Any]:

@@ -24,9 +24,20 @@ def hash_prefix_from_file_name(file_name: str) -> str | None:
 
 
 def file_name_from_url(url: str) -> str:
-    """The last path component of a URL (`https://h/x/resnet50-19c8e357.pth` gives the file name)."""
-    name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
-    return name or "weights"
+    """The last path component of a URL, percent-decoded, checked by zoo.paths.safe_component ("weights" if empty).
+
+    `https://h/x/resnet50-19c8e357.pth` gives `resnet50-19c8e357.pth`; `https://h/x/..%2fescape.bin` is refused.
+    """
+    from zoo.paths import safe_component
+
+    try:
+        path = urlsplit(url).path
+    except (TypeError, ValueError, AttributeError) as exc:
+        from zoo.errors import UnsafeNameError
+
+        raise UnsafeNameError(f"{url!r} is not a URL zoo can take a file name from ({exc})") from None
+    name = unquote(path.rsplit("/", 1)[-1])
+    return safe_component(name, f"file name of {url}") if name else "weights"
 
 
 def frozen(mapping: Mapping[str, Any] | None = None) -> Mapping[str, Any]:

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from zoo.files import replacing, write_text_atomic, zoo_home
+from zoo.paths import inside, safe_component
 from zoo.registry.records import WeightSet, file_name_from_url, hash_prefix_from_file_name
 
 META_DIR = ".meta"
@@ -34,16 +35,25 @@ def torch_hub_dir() -> Path:
 
 
 def cache_key(url: str, file_name: str | None = None) -> str:
-    """The path of a file inside the cache (and inside a mirror directory), relative and with `/`."""
-    name = file_name or file_name_from_url(url)
+    """The path of a file inside the cache (and inside a mirror directory), relative and with `/`.
+
+    The file name (given, or the URL's last path component) must pass zoo.paths.safe_component.
+    """
+    name = safe_component(file_name, f"file name of {url}") if file_name else file_name_from_url(url)
     if hash_prefix_from_file_name(name):
         return name
-    return f"{hashlib.sha256(url.encode()).hexdigest()[:12]}/{name}"
+    return f"{hashlib.sha256(url.encode('utf-8', 'surrogatepass')).hexdigest()[:12]}/{name}"
+
+
+def file_path(key: str, suffix: str = "", folder: str = "") -> Path:
+    """`<cache>/[folder/]<key><suffix>`, checked to stay inside the cache (or `folder`) before anyone writes it."""
+    root = weights_dir() / folder if folder else weights_dir()
+    return inside(root, root / f"{key}{suffix}")
 
 
 def cached_path(weights: WeightSet) -> Path:
     """Where a weight set's verified file lives in the cache (whether or not it is there yet)."""
-    return weights_dir() / cache_key(weights.url, weights.file_name)
+    return file_path(cache_key(weights.url, weights.file_name))
 
 
 def is_cached(weights: WeightSet) -> bool:
@@ -65,11 +75,11 @@ class CacheRecord:
 
     @property
     def path(self) -> Path:
-        return weights_dir() / self.key
+        return file_path(self.key)
 
 
 def meta_path(key: str) -> Path:
-    return weights_dir() / META_DIR / f"{key}.json"
+    return file_path(key, ".json", META_DIR)
 
 
 def write_record(record: CacheRecord) -> None:
@@ -87,15 +97,15 @@ def read_record(key: str) -> CacheRecord | None:
 
 
 def lock_path(key: str) -> Path:
-    return weights_dir() / LOCK_DIR / (key.replace("/", "__") + ".lock")
+    return file_path(key.replace("/", "__"), ".lock", LOCK_DIR)
 
 
 def part_path(key: str) -> Path:
-    return weights_dir() / f"{key}.part"
+    return file_path(key, ".part")
 
 
 def bad_path(key: str) -> Path:
-    return weights_dir() / f"{key}.bad"
+    return file_path(key, ".bad")
 
 
 def _is_cache_file(path: Path, root: Path) -> bool:
@@ -161,14 +171,14 @@ def verify_cache() -> list[Verification]:
 def quarantine(key: str) -> Path:
     """Move a cached file aside as `<key>.bad` (never deleted silently) and forget its record."""
     target = bad_path(key)
-    os.replace(weights_dir() / key, target)
+    os.replace(file_path(key), target)
     meta_path(key).unlink(missing_ok=True)
     return target
 
 
 def remove(key: str) -> bool:
     """Delete a cached file and its record; False when it was not there."""
-    path = weights_dir() / key
+    path = file_path(key)
     existed = path.is_file()
     path.unlink(missing_ok=True)
     meta_path(key).unlink(missing_ok=True)
@@ -216,9 +226,9 @@ def _in_use(key: str) -> bool:
         return True
 
 
-def place_file(source: Path, dest: Path) -> None:
-    """Put `source` at `dest` atomically: a hard link where possible, else a copy, renamed into place."""
-    with replacing(dest) as tmp:
+def place_file(source: Path, dest: Path, root: Path | None = None) -> None:
+    """Put `source` at `dest` (inside `root` when given) atomically: a hard link where possible, else a copy."""
+    with replacing(dest, root=root) as tmp:
         tmp.unlink()  # os.link wants the name free
         try:
             os.link(source, tmp)

@@ -107,7 +107,7 @@ def wanted_for(name: str | None, weights: WeightSet) -> _Wanted:
 
 
 def _fetch(wanted: _Wanted, mirrors, offline: bool | None, force: bool, progress: Progress | None) -> FetchResult:
-    dest = cache.weights_dir() / wanted.key
+    dest = cache.file_path(wanted.key)
     if not force and (hit := _cached(wanted, dest)):
         return hit
     offline = offline_requested(offline)
@@ -249,8 +249,8 @@ def import_file(path: str | Path, spec: str | None = None) -> list[FetchResult]:
     results = []
     for selection in selections:
         wanted = wanted_for(selection.entry.qualified_name, selection.weights)
-        dest = cache.weights_dir() / wanted.key
-        with replacing(dest) as tmp:
+        dest = cache.file_path(wanted.key)
+        with replacing(dest, root=cache.weights_dir()) as tmp:
             shutil.copyfile(path, tmp)
         size = dest.stat().st_size
         record = cache.CacheRecord(wanted.key, sha, size, wanted.url, f"import:{path}", wanted.name, wanted.tag)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from zoo.errors import UnknownModelError
+from zoo.errors import UnknownModelError, UnsafeNameError, UserInputError
 from zoo.files import write_text_atomic
+from zoo.paths import safe_relative
 from zoo.registry import catalogues
 from zoo.registry.records import Selection
 from zoo.weights import cache
@@ -57,9 +58,7 @@ def sync(
 
     target.mkdir(parents=True, exist_ok=True)
     index_path = target / INDEX
-    index = {}
-    if index_path.is_file():
-        index = {item["file"]: item for item in json.loads(index_path.read_text(encoding="utf-8"))["files"]}
+    index = read_index(index_path)
     results = []
     for selection in selections_for(patterns, all_tags):
         if selection.weights is None:
@@ -67,7 +66,7 @@ def sync(
         progress: Progress | None = progress_for(selection.name) if progress_for else None
         result = fetch(selection, mirrors=mirrors, offline=offline, progress=progress)
         key = cache_key(selection.weights.url, selection.weights.file_name)
-        cache.place_file(result.path, target / key)
+        cache.place_file(result.path, target / key, root=target)
         index[key] = {
             "name": selection.entry.qualified_name,
             "tag": selection.weights.tag,
@@ -78,7 +77,36 @@ def sync(
         }
         results.append(result)
     write_text_atomic(
-        index_path, json.dumps({"format": 1, "files": sorted(index.values(), key=lambda i: i["file"])}, indent=1)
+        index_path,
+        json.dumps({"format": 1, "files": sorted(index.values(), key=lambda i: i["file"])}, indent=1),
+        root=target,
     )
-    write_text_atomic(target / "SHA256SUMS", "".join(f"{i['sha256']}  {k}\n" for k, i in sorted(index.items())))
+    sums = "".join(f"{i['sha256']}  {k}\n" for k, i in sorted(index.items()))
+    write_text_atomic(target / "SHA256SUMS", sums, root=target)
     return results
+
+
+def read_index(path: Path) -> dict[str, dict]:
+    """A mirror's index.json as {file: entry} ({} when absent); each entry's file checked by safe_relative."""
+    if not path.is_file():
+        return {}
+    fix = f"fix or remove {path} and run `zoo mirror sync` again"
+    try:
+        files = json.loads(path.read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise UserInputError(f"{path}: not a zoo mirror index ({type(exc).__name__}: {exc}); {fix}") from None
+    if not isinstance(files, list):
+        raise UserInputError(f"{path}: 'files' must be a list, got {type(files).__name__}; {fix}")
+    index = {}
+    for item in files:
+        if not isinstance(item, dict) or not _is_sha256(item.get("sha256")):
+            raise UserInputError(f"{path}: an entry of 'files' has no 64-hex-digit sha256: {item!r}; {fix}")
+        try:
+            index[safe_relative(item.get("file"), "its file")] = item
+        except UnsafeNameError as exc:
+            raise UserInputError(f"{path}: {exc}; {fix}") from None
+    return index
+
+
+def _is_sha256(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 64 and not set(value) - set("0123456789abcdef")

@@ -32,7 +32,7 @@ def read_config() -> dict[str, Any]:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # TOMLDecodeError and UnicodeDecodeError are ValueErrors
         raise UserInputError(f"{path}: cannot read the zoo config file: {exc}") from None
 
 
@@ -45,9 +45,14 @@ def candidate_urls(url: str, key: str, mirrors: Iterable[str] = (), entry_mirror
     """URLs to try in order: given mirrors, ZOO_MIRROR, config mirrors and prefix map, the entry's own
     mirrors, then the origin."""
     config = read_config()
-    bases = [*mirrors, *env_mirrors(), *config.get("mirrors", [])]
+    configured, mirror_map = config.get("mirrors", []), config.get("mirror_map", {})
+    if not isinstance(configured, list) or not all(isinstance(m, str) for m in configured):
+        raise UserInputError(f"{config_path()}: 'mirrors' must be a list of base URLs, got {configured!r}")
+    if not isinstance(mirror_map, dict) or not all(isinstance(r, str) for r in mirror_map.values()):
+        raise UserInputError(f"{config_path()}: [mirror_map] must map URL prefixes to URL strings, got {mirror_map!r}")
+    bases = [*mirrors, *env_mirrors(), *configured]
     urls = [f"{base.rstrip('/')}/{key}" for base in bases]
-    for prefix, replacement in (config.get("mirror_map") or {}).items():
+    for prefix, replacement in mirror_map.items():
         if url.startswith(prefix):
             urls.append(replacement + url[len(prefix) :])
     urls.extend(entry_mirrors)
