@@ -211,12 +211,16 @@ def inspect_command(
     trust_pickle: Annotated[
         bool, typer.Option("--trust-pickle", help="Allow arbitrary pickles (only for files you trust).")
     ] = False,
-    fits: Annotated[bool, typer.Option("--fits/--no-fits", help="Look for registry models it fits.")] = True,
+    fits: Annotated[bool, typer.Option("--fits/--no-fits", help="Name the architectures it fits.")] = True,
     keys: Annotated[bool, typer.Option("--keys/--no-keys", help="Show the grouped key listing.")] = True,
+    ema: Annotated[
+        bool | None,
+        typer.Option("--ema/--no-ema", help="A training checkpoint's EMA weights or raw ones (default: EMA if any)."),
+    ] = None,
     offline: OfflineOption = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Show what a checkpoint holds: tensors, parameters vs buffers, dtypes, grouped keys, models it fits."""
+    """Show what a checkpoint holds: tensors, parameters vs buffers, dtypes, grouped keys, architectures it fits."""
     from zoo.weights.inspection import inspect_checkpoint
     from zoo.weights.loading import load_checkpoint
 
@@ -225,7 +229,7 @@ def inspect_command(
         from zoo.weights.fetching import fetch
 
         path = fetch(target, offline=offline or None).path
-    report = inspect_checkpoint(load_checkpoint(path, trust_pickle=trust_pickle), find_fits=fits)
+    report = inspect_checkpoint(load_checkpoint(path, trust_pickle=trust_pickle, ema=ema), find_fits=fits)
     if json_output:
         print_json(report.to_dict())
         return
@@ -244,12 +248,14 @@ def inspect_command(
         rows = [(g["keys"], g["count"], g["shape"]) for g in report.groups]
         console.print(table(None, ("keys", "count", "shape"), rows))
     if fits:
-        if report.fits:
-            for fit in report.fits:
-                extra = f" ({'; '.join(fit.differing)})" if fit.differing else ""
-                console.print(f"{fit.verdict}: {fit.model}{extra}")
-        else:
-            console.print("fits no registry model (keys or shapes differ from every candidate)")
+        for fit in report.fits:
+            extra = f" {', '.join(fit.differing)}" if fit.differing else ""
+            via = f" (as {fit.via})" if fit.via else ""
+            console.print(f"{fit.verdict}: {fit.model}{extra}{via}", highlight=False)
+        if not report.fits:
+            console.print(f"fits none of the {report.architectures_indexed} architectures indexed (timm, torchvision)")
+        for name in report.weights:
+            console.print(f"weights: {name} (sha256 {report.sha256[:16]})", highlight=False)
 
 
 def _mb(size: int) -> str:

@@ -1,4 +1,5 @@
-"""What is in a checkpoint: tensor counts, parameters vs buffers, dtypes, grouped keys, which models it fits."""
+"""What is in a checkpoint: tensor counts, parameters vs buffers, dtypes, grouped keys, which architectures
+it fits (from the signature index, zoo.weights.signatures: no model is built) and which weight set it is."""
 
 from __future__ import annotations
 
@@ -21,11 +22,15 @@ NBT_NOTE = (
 )
 
 
+HASH_LIMIT = 256 * 1024 * 1024  # larger files are hashed only when their size is a registered weight set's
+
+
 @dataclass
 class Fit:
-    model: str
-    verdict: str  # "fits", "head differs"
+    model: str  # family:name (an architecture of the index, as the registry names it)
+    verdict: str  # "fits", "near miss", "headless", "same keys, other shapes" (best first)
     differing: list[str] = field(default_factory=list)
+    via: str | None = None  # how the state dict was narrowed to fit (a detection model's backbone)
 
 
 @dataclass
@@ -44,6 +49,10 @@ class Inspection:
     groups: list[dict[str, Any]]
     fits: list[Fit]
     notes: list[str]
+    weights: list[str] = field(default_factory=list)  # registry weight sets whose hash is the file's
+    sha256: str | None = None
+    ema: bool | None = None
+    architectures_indexed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,7 +68,8 @@ def inspect_checkpoint(checkpoint: Checkpoint, find_fits: bool = True) -> Inspec
     if bn_layers:
         counted = "has none" if nbt == 0 else f"has {nbt}"
         notes.append(f"{bn_layers} BatchNorm layers; the file {counted} num_batches_tracked entries. {NBT_NOTE}")
-    fits = find_fitting_models(sd, params) if find_fits else []
+    fits = find_fitting_models(sd) if find_fits else []
+    sha256, weights = known_weights(checkpoint.path) if find_fits else (None, [])
     return Inspection(
         path=str(checkpoint.path),
         format=checkpoint.format,
@@ -75,6 +85,10 @@ def inspect_checkpoint(checkpoint: Checkpoint, find_fits: bool = True) -> Inspec
         groups=group_keys(sd),
         fits=fits,
         notes=notes,
+        weights=weights,
+        sha256=sha256,
+        ema=checkpoint.ema,
+        architectures_indexed=indexed_count() if find_fits else 0,
     )
 
 
@@ -107,51 +121,51 @@ def _fold(numbers: list[int]) -> str:
     return "{" + ",".join(map(str, numbers)) + "}"
 
 
-def find_fitting_models(state_dict: dict, params: int, limit: int = 6) -> list[Fit]:
-    """Registry models whose keys and shapes match (built on the meta device, so no memory is used).
+def find_fitting_models(state_dict: dict, limit: int = 12) -> list[Fit]:
+    """Architectures whose keys and shapes `state_dict` fits, exact fits first, then near misses (another head,
+    other input channels, no head); a detection/segmentation model's backbone is tried when nothing else fits."""
+    from zoo.weights.signatures import EXACT, identify, shapes_of
+    from zoo.weights.unwrap import backbone_of
 
-    Only models whose recorded parameter count equals the file's, or is the closest few within 10%,
-    are built: this keeps inspection to a handful of cheap meta-device builds.
-    """
+    candidates = _best(identify(shapes_of(state_dict)))
+    via = None
+    if not any(c.verdict == EXACT for c in candidates):
+        backbone = backbone_of(state_dict)
+        if backbone is not None:
+            inner = _best(identify(shapes_of(backbone.state_dict)))
+            if inner:
+                candidates, via = inner, backbone.steps[0]
+    return [Fit(c.architecture, c.verdict, list(c.differences), via) for c in candidates[:limit]]
+
+
+def _best(candidates: list) -> list:
+    """Architectures with the same keys but other shapes only when nothing fits better."""
+    from zoo.weights.signatures import SAME_KEYS
+
+    closer = [c for c in candidates if c.verdict != SAME_KEYS]
+    return closer or candidates
+
+
+def indexed_count() -> int:
+    from zoo.weights.signatures import load_index
+
+    return len(load_index())
+
+
+def known_weights(path) -> tuple[str | None, list[str]]:
+    """The file's sha256 and the registry weight sets it is (by full hash or file-name hash prefix)."""
+    from zoo.errors import ZooError
     from zoo.registry import catalogues
-
-    counts = {}
-    for entry in catalogues.models():
-        for weights in entry.weights:
-            if weights.params and entry.qualified_name not in counts:
-                counts[entry.qualified_name] = weights.params
-    exact = [name for name, count in counts.items() if count == params]
-    near = sorted(
-        (abs(count - params), name)
-        for name, count in counts.items()
-        if name not in exact and abs(count - params) <= 0.1 * max(params, 1)
-    )
-    candidates = exact + [name for _, name in near][: max(0, limit - len(exact))]
-    fits = []
-    for name in candidates:
-        fit = _compare(name, state_dict)
-        if fit is not None:
-            fits.append(fit)
-    return fits
-
-
-def _compare(name: str, state_dict: dict) -> Fit | None:
-    import torch
-
-    from zoo.api import create_model
+    from zoo.weights.cache import hash_file
+    from zoo.weights.fetching import matching_weights
 
     try:
-        with torch.device("meta"):
-            model = create_model(name)
-    except Exception:  # noqa: BLE001 - a model that cannot be built here simply does not fit
-        return None
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
-    given = {k: tuple(v.shape) for k, v in state_dict.items() if not k.endswith("num_batches_tracked")}
-    if set(expected) != set(given):
-        return None
-    differing = [k for k in expected if expected[k] != given[k]]
-    if not differing:
-        return Fit(name, "fits")
-    if len(differing) <= 2:
-        return Fit(name, "head differs", [f"{k}: file {given[k]} vs model {expected[k]}" for k in differing])
-    return None
+        size = path.stat().st_size
+        if size > HASH_LIMIT:
+            sizes = {w.file_size_mb for entry in catalogues.models() for w in entry.weights if w.file_size_mb}
+            if not any(abs(size / 1e6 - mb) < 0.06 for mb in sizes):
+                return None, []
+        sha256 = hash_file(path)
+        return sha256, [f"{s.entry.qualified_name}.{s.weights.tag}" for s in matching_weights(sha256) if s.weights]
+    except ZooError:  # a registry that cannot be read: the architectures are still named
+        return None, []
