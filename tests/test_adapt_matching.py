@@ -130,7 +130,8 @@ class TwoConvs(nn.Module):
 def test_ambiguous_structure_raises_listing_candidates():
     conv = nn.Conv2d(4, 4, 1).state_dict()
     source = {f"{name}.{leaf}": t for name in ("x", "y", "z") for leaf, t in conv.items()}
-    with pytest.raises(AmbiguousMatchError, match=r"target \[first, second\] vs source \[x, y, z\]") as info:
+    expected = r"target \[first.weight, second.weight\] vs source \[x.weight, y.weight, z.weight\]"
+    with pytest.raises(AmbiguousMatchError, match=expected) as info:
         zoo.adapt(TwoConvs(), source)
     assert info.value.exit_code == 14
 
@@ -266,7 +267,7 @@ def test_verification_applies_the_source_entry_remap(add_plugin, tmp_path):
     model, report = zoo.adapt(Net(), "oddnet", from_weights=path)
     assert report.plan.by_key()["fc.weight"].strategy == "remap" and torch.equal(model.fc.weight, source.fc.weight)
     check = report.verify
-    assert (check.mode, check.passed, check.max_abs, check.input_shape) == ("outputs", True, 0.0, (1, 3, 64, 64))
+    assert (check.mode, check.passed, check.max_abs, check.input_shape) == ("outputs", True, 0.0, (2, 3, 64, 64))
     with pytest.raises(VerifyError) as info:  # the proof has teeth: another function with the same weights fails
         zoo.adapt(Gelu(), "oddnet", from_weights=path)
     assert info.value.exit_code == 13 and info.value.report.verify.max_abs > 1e-3
@@ -277,8 +278,8 @@ def test_verification_falls_back_to_the_input_size_the_model_requires(add_plugin
     path = tmp_path / "fixednet.pth"
     torch.save(trained(Net()).state_dict(), path)
     _, report = zoo.adapt(FixedSize(), "fixednet", from_weights=path)
-    assert report.verify.passed and report.verify.input_shape == (1, 3, 96, 96)
-    assert "1x3x64x64 refused (Wrong image size (64, 64))" in report.verify.reason
+    assert report.verify.passed and report.verify.input_shape == (2, 3, 96, 96)
+    assert "2x3x64x64 refused (Wrong image size (64, 64))" in report.verify.reason
 
 
 class LayerScale(nn.Module):

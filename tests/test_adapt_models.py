@@ -18,15 +18,15 @@ from zoo.errors import UserInputError
 
 
 def trained(module: nn.Module, seed: int = 0) -> nn.Module:
-    """Random weights with non-trivial BatchNorm statistics, so a wrong match cannot go unnoticed."""
-    torch.manual_seed(seed)
-    for m in module.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.normal_(0, 0.1)
-            m.running_mean.normal_(0, 0.1)
-            m.running_var.uniform_(0.5, 2)
-    return module.eval()
+    """Random weights with trained-like BatchNorms (measured statistics), so a wrong match cannot go unnoticed."""
+    from zoo.adapt.trained import trained_like
+
+    return trained_like(module, seed)
+
+
+def outputs(report):
+    """The comparisons of what the mode names (not the stages)."""
+    return [c for c in report.verify.comparisons if c.kind == "output"]
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def test_resnet_backbone_infers_depth_verifies_and_equals_seed_recipe(resnet18_f
     )
     assert report.target_kwargs["depth"] == 18
     assert report.verify.passed and report.verify.mode == "features" and report.verify.max_abs == 0.0
-    assert [c.source for c in report.verify.comparisons] == ["layer1", "layer2", "layer3", "layer4"]
+    assert [c.source for c in outputs(report)] == ["layer1", "layer2", "layer3", "layer4"]
     assert {d.key for d in report.plan.dropped} == {"fc.weight", "fc.bias"}
     # The seed recipe: filter the pretrained dict by the model's keys, update, load_state_dict(strict=False).
     pretrained = torch.load(resnet18_file)
@@ -184,7 +184,7 @@ def test_feature_backbone_for_a_timm_classifier_through_features_only(tmp_path):
     torch.save(trained(timm.create_model("resnet18")).state_dict(), path)
     kwargs = {"model": "timm:resnet18", "out_indices": (1, 3)}  # timm's indices: 0 is the stem
     model, report = zoo.adapt("FeatureBackbone", "timm:resnet18", from_weights=path, kwargs=kwargs)
-    assert [c.source for c in report.verify.comparisons] == ["layer1", "layer3"] and report.verify.passed
+    assert [c.source for c in outputs(report)] == ["layer1", "layer3"] and report.verify.passed
     assert report.verify.max_abs == 0.0
     dropped = {d.key.split(".")[0] for d in report.plan.dropped}
     assert dropped == {"fc", "layer4"}  # features_only builds only the stages asked for
@@ -195,7 +195,7 @@ def test_feature_backbone_for_a_torchvision_classifier(resnet18_file):
     model, report = zoo.adapt(
         "FeatureBackbone", "resnet18", from_weights=resnet18_file, kwargs={"model": "resnet18", "out_indices": (1, 3)}
     )
-    assert [c.source for c in report.verify.comparisons] == ["layer2", "layer4"] and report.verify.passed
+    assert [c.source for c in outputs(report)] == ["layer2", "layer4"] and report.verify.passed
     assert {d.key for d in report.plan.dropped} == {"fc.weight", "fc.bias"}
     with pytest.raises(UserInputError, match="out_indices"):
         zoo.adapt("FeatureBackbone", resnet18_file, kwargs={"model": "resnet18", "out_indices": (9,)})

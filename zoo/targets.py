@@ -3,16 +3,20 @@
 `zoo adapt`, `zoo profile` and `zoo export` all accept the same forms:
 `ResNetBackbone` (an architecture), `resnet50`, `timm:resnet50.a1_in1k` (registry models),
 `path/to/my_models.py:MyNet` or `package.module:MyNet` (a user's class or factory).
+A `family:name` the registry does not list is built by its family's builder when the library has it
+(`timm:mobilenetv2_100` with timm's `create_model`, `torchvision:NAME` with torchvision's builder):
+see `resolve`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import UnknownModelError, UserInputError
 from zoo.registry import catalogues
-from zoo.registry.records import Architecture, Selection
+from zoo.registry.records import Architecture, ModelEntry, Selection
 from zoo.registry.references import import_reference
 
 if TYPE_CHECKING:
@@ -41,30 +45,137 @@ def is_reference(spec: str) -> bool:
 def build_target(spec: str, kwargs: dict[str, Any] | None = None, *, meta_device: bool = False) -> Target:
     """Build `spec` with `kwargs` and random weights (on the meta device when `meta_device`)."""
     kwargs = dict(kwargs or {})
-    context = _meta_context() if meta_device else _null_context()
     if is_reference(spec):
         factory = import_reference(spec)
         if not callable(factory):
             raise UserInputError(f"{spec!r} is not a class or function that builds a model")
-        with context:
-            model = factory(**kwargs)
+        model = _built(lambda: factory(**kwargs), meta_device)
         return Target(spec, _check_module(model, spec), "class", kwargs=kwargs)
     architecture = catalogues.architectures().get(spec)
     if architecture is not None:
-        with context:
-            model = architecture.builder(**kwargs)
+        model = _built(lambda: architecture.builder(**kwargs), meta_device)
         return Target(spec, _check_module(model, spec), "architecture", architecture=architecture, kwargs=kwargs)
     try:
-        selection = catalogues.models().resolve(spec)
+        selection = resolve(spec)
     except UnknownModelError as exc:
         names = catalogues.architectures().names()
         hint = f"; architectures: {', '.join(names)}" if names else ""
         raise UnknownModelError(f"{exc}{hint}") from None
-    from zoo.api import create_model
-
-    with context:
-        model = create_model(spec, **kwargs)
+    model = _built(lambda: build_entry(selection, kwargs), meta_device)
     return Target(spec, model, "registry", selection=selection, kwargs=kwargs)
+
+
+def resolve(spec: str) -> Selection:
+    """The registry's selection for `spec`; for `family:name` it does not list, the family's builder's entry.
+
+    No library is named here: an unlisted entry copies how a listed entry of the same family reaches its
+    builder (a builder argument holding the model's name, as timm's `create_model(model_name=...)`, or a
+    builder reference ending in it, as `torchvision.models:resnet50`), with the new name put in its place.
+    """
+    try:
+        return catalogues.models().resolve(spec)
+    except UnknownModelError:
+        family, colon, name = spec.rpartition(":")
+        entry = family_entry(family, name.partition(".")[0]) if colon and family else None
+        if entry is None:
+            raise
+        return Selection(entry, None)
+
+
+def family_entry(family: str, name: str) -> ModelEntry | None:
+    """An entry for `name` built the way `family`'s listed entries are, or None when the library lacks it."""
+    if not name.isidentifier() or catalogues.builders().get(family) is None:
+        return None
+    for entry in catalogues.models():
+        if entry.family != family:
+            continue
+        kwargs = {k: (name if v == entry.name else v) for k, v in entry.builder_kwargs.items()}
+        module, _, attr = entry.builder.rpartition(":")
+        if kwargs != dict(entry.builder_kwargs):
+            builder = entry.builder
+        elif attr == entry.name:
+            builder = f"{module}:{name}"
+        else:
+            continue
+        candidate = dataclasses.replace(
+            entry,
+            name=name,
+            builder=builder,
+            builder_kwargs=kwargs,
+            weights=(),
+            aliases=(),
+            remap=None,
+            description=f"not in the registry: built by the {family} builder",
+        )
+        return candidate if _buildable(candidate) else None
+    return None
+
+
+def _buildable(entry: ModelEntry) -> bool:
+    """Whether the library behind `entry` can build it: its builder imports, and a meta-device build starts."""
+    try:
+        build_entry(Selection(entry, None), {}, meta_device=True)
+    except (UserInputError, UnknownModelError, ImportError, AttributeError, KeyError, ValueError):
+        return False
+    except RuntimeError as exc:  # timm: "Unknown model (NAME)"
+        return "unknown model" not in str(exc).lower()
+    return True
+
+
+def build_entry(selection: Selection, kwargs: dict[str, Any], meta_device: bool = False) -> nn.Module:
+    """Build a registry (or family) entry through its family's builder, with the weight set's builder kwargs."""
+    entry = selection.entry
+    build = catalogues.builders().get(entry.family)
+    if build is None:
+        raise UnknownModelError(
+            f"no plugin provides a builder for family {entry.family!r} (needed by {entry.qualified_name}); "
+            "install the plugin for it (`zoo plugins` lists what is loaded)"
+        )
+    weights_kwargs = selection.weights.builder_kwargs if selection.weights is not None else {}
+    return _built(lambda: build(entry, **{**weights_kwargs, **kwargs}), meta_device)
+
+
+def _built(make, meta_device: bool):
+    """`make()`, on the meta device when asked: parameters never get storage (nor random values).
+
+    Some builders compute with tensors while building (torchvision's regnet derives its widths with
+    `torch.arange(...).tolist()`), which the meta device cannot: then only parameters are put on the meta
+    device as they are registered, and buffers are built for real, as the builder computed them.
+    """
+    if not meta_device:
+        return make()
+    try:
+        with _meta_context():
+            return make()
+    except NotImplementedError as exc:
+        if "meta" not in str(exc):
+            raise
+    with _parameters_on_meta():
+        return make()
+
+
+def _parameters_on_meta():
+    """While active, every parameter a module registers is moved to the meta device (accelerate's trick)."""
+    import contextlib
+
+    from torch import nn
+
+    @contextlib.contextmanager
+    def context():
+        register = nn.Module.register_parameter
+
+        def register_on_meta(module, name, param):
+            if param is not None and not param.is_meta:
+                param = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+            register(module, name, param)
+
+        nn.Module.register_parameter = register_on_meta
+        try:
+            yield
+        finally:
+            nn.Module.register_parameter = register
+
+    return context()
 
 
 def parse_kwargs(pairs: list[str] | None) -> dict[str, Any]:
@@ -95,9 +206,3 @@ def _meta_context():
     import torch
 
     return torch.device("meta")
-
-
-def _null_context():
-    import contextlib
-
-    return contextlib.nullcontext()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import inspect
 import os
@@ -11,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.adapt import adapters
-from zoo.adapt.errors import CoverageError, NothingLoadedError, StrictLoadError, VerifyError
+from zoo.adapt import adapters, norm_eps
+from zoo.adapt.errors import CoverageError, InconclusiveError, NothingLoadedError, StrictLoadError, VerifyError
 from zoo.adapt.initial import still_initial
-from zoo.adapt.matching import Renaming, apply_rules, match_keys, parse_rule, plain_canon
+from zoo.adapt.matching import Renaming, apply_rules, flat_canon, match_keys, parse_rule, plain_canon
 from zoo.adapt.plan import (
     ADAPTED,
     EXACT,
@@ -30,11 +31,14 @@ from zoo.adapt.plan import (
     is_bookkeeping,
 )
 from zoo.adapt.report import AdaptReport, group_keys
+from zoo.adapt.stages import seeded_pairs, seeded_value, stage_pairs
+from zoo.adapt.usage import usage_order
+from zoo.adapt.verify import INCONCLUSIVE, SKIPPED
 from zoo.adapt.verify import verify as run_verify
 from zoo.errors import UserInputError
 from zoo.registry import catalogues
 from zoo.registry.references import import_reference
-from zoo.targets import Target, build_target, is_reference
+from zoo.targets import Target, build_target, is_reference, resolve
 
 if TYPE_CHECKING:
     import torch
@@ -54,6 +58,13 @@ class Source:
     file: str | None = None
     sha256: str | None = None
     derived: set[str] = field(default_factory=set)  # tensors a remap function computed (not in the file)
+    architecture: nn.Module | None = None  # the source architecture built on the meta device, once needed
+
+    def built(self) -> nn.Module | None:
+        """The source architecture (meta device, no weights), built once; None when zoo does not know it."""
+        if self.architecture is None and self.spec is not None:
+            self.architecture = build_target(self.spec, {}, meta_device=True).model
+        return self.architecture
 
 
 def is_checkpoint_path(spec: str) -> bool:
@@ -74,7 +85,7 @@ def load_source(source: Any, from_weights: str | os.PathLike | None = None, trus
     if from_weights is None and is_checkpoint_path(spec):
         checkpoint = load_checkpoint(spec, trust_pickle=trust_pickle)
         return Source(Path(spec).name, checkpoint.state_dict, file=str(spec))
-    selection = catalogues.models().resolve(spec)
+    selection = resolve(spec)
     sha256 = None
     if from_weights is not None:
         path = Path(from_weights)
@@ -132,7 +143,7 @@ def _remap_renamings(source: Source, target_spec: str, model: nn.Module) -> list
     remaps = catalogues.remaps()
     chosen = []
     if source.spec:
-        entry = catalogues.models().get_entry(source.spec)
+        entry = resolve(source.spec).entry
         if entry.remap:
             remap = remaps.get(entry.remap)
             if remap is None:
@@ -181,8 +192,14 @@ def plan_load(
     rules: Sequence[str] = (),
     num_classes: int | None = None,
     in_chans: int | None = None,
+    source_model: nn.Module | None = None,
 ) -> tuple[LoadPlan, dict[str, torch.Tensor]]:
-    """The load plan for `model` from `source`, and the tensors to load (already reshaped / adapted)."""
+    """The load plan for `model` from `source`, and the tensors to load (already reshaped / adapted).
+
+    Structural alignment, when names leave keys on both sides, follows each side's order of use
+    (`zoo.adapt.usage`; the source architecture is built on the meta device for it). With the source
+    architecture at hand (`source_model`, or built for alignment), norm layers of another eps are compensated.
+    """
     expected = model.state_dict()
     params = {name for name, _ in model.named_parameters()}
     shapes = {k: tuple(v.shape) for k, v in expected.items()}
@@ -194,7 +211,14 @@ def plan_load(
     stem_key = f"{stem}.weight" if stem else None
     source_stem = next((k for k, s in source_shapes.items() if len(s) == 4 and k.endswith("weight")), None)
     head = adapters.classifier(model, num_classes) if num_classes is not None else None
-    matches = match_keys(shapes, source_shapes, renamings, _canon(in_chans, stem_key, source_stem))
+    canon = _canon(in_chans, stem_key, source_stem)
+    matches = match_keys(shapes, source_shapes, renamings, canon, structural=False)
+    if _leftovers(matches, shapes, source_shapes):
+        source_model = source_model or source.model or source.built()
+        input_size = _input_size(source)
+        target_order = usage_order(model, input_size)
+        source_order = usage_order(source_model, input_size) if source_model is not None else None
+        matches = match_keys(shapes, source_shapes, renamings, canon, True, target_order, source_order)
 
     plan, tensors, fed_sources = LoadPlan(), {}, set()
     drop_reason: dict[str, str] = {}
@@ -224,7 +248,10 @@ def plan_load(
         ):
             value, item.operation = adapters.adapt_in_chans(value, in_chans)
             item.outcome = ADAPTED
-        elif value.numel() == item.numel and plain_canon("", "", shape) == plain_canon("", "", item.source_shape):
+        elif value.numel() == item.numel and (
+            plain_canon("", "", shape) == plain_canon("", "", item.source_shape)
+            or flat_canon(shape) == flat_canon(item.source_shape)
+        ):
             value = value.reshape(shape)
             item.outcome, item.operation = RESHAPED, f"reshape {item.source_shape} -> {shape}"
         else:
@@ -245,11 +272,20 @@ def plan_load(
                 else "no target key matched"
             )
             plan.dropped.append(DroppedKey(key, shape, reason))
+    if source_model is not None:
+        norm_eps.compensate(model, source_model, plan, tensors)
     if head:
         plan.notes.append(f"--num-classes {num_classes}: classifier {head} is new")
     if stem_key:
         plan.notes.append(f"--in-chans {in_chans}: first convolution {stem}")
     return plan, tensors
+
+
+def _leftovers(matches, target: dict, source: dict) -> bool:
+    """Whether names left unmatched keys on both sides (structural alignment has work to do)."""
+    used = {m.source for m in matches.values()}
+    free_t = any(k not in matches and not is_bookkeeping(k) for k in target)
+    return free_t and any(k not in used and not is_bookkeeping(k) for k in source)
 
 
 def check_plan(
@@ -307,17 +343,16 @@ def _tensor(model: nn.Module, key: str):
 SMALL_SIDE = 64  # verification input side where the model accepts any size (both sides compute one function)
 
 
-def _verify(target: Target, source: Source, num_classes, in_chans, plan: LoadPlan, **options):
+def _verify(target: Target, source: Source, num_classes, in_chans, plan: LoadPlan, seed: int = 0, **options):
     from zoo.adapt.verify import VerifyResult
 
     if in_chans is not None and in_chans != 1:
-        return VerifyResult("skipped", True, reason=f"--in-chans {in_chans} changes the function (only 1 compares)")
-    model = source.model
+        return VerifyResult(SKIPPED, True, reason=f"--in-chans {in_chans} changes the function (only 1 compares)")
+    model, note = source.model, ""
     if model is None:
-        model, reason = _source_model(source)
+        model, note = _source_model(source, seed)
         if model is None:
-            return VerifyResult("skipped", True, reason=reason)
-    _note_norm_differences(target.model, model, plan)
+            return VerifyResult(SKIPPED, True, reason=note)
     pairs_of = getattr(target.model, "zoo_verify_pairs", None)
     if callable(pairs_of):
         pairs, mode = pairs_of(), "features"
@@ -326,33 +361,84 @@ def _verify(target: Target, source: Source, num_classes, in_chans, plan: LoadPla
         pairs, mode = [("<" + s_head, "<" + t_head)], "head input"
     else:
         pairs, mode = [("", "")], "outputs"
+    stages = stage_pairs(plan, target.model, model)
     full = (1, *_input_size(source))
     small = (*full[:2], *(min(side, SMALL_SIDE) for side in full[2:]))
     target_input = "mean1" if in_chans == 1 else "same"
-    return run_verify(model, target.model, pairs, small, target_input, mode, fallback_shape=full, **options)
+    with _seeded(plan, target.model, model, seed) as seeded:
+        result = run_verify(
+            model, target.model, pairs, small, target_input, mode, seed, fallback_shape=full, stages=stages, **options
+        )
+    result.seeded = seeded
+    if seeded:
+        shown = ", ".join(group_keys(seeded)[:3])
+        said = f"{len(seeded)} constant tensors given seeded values in both models ({shown})"
+        result.reason = f"{said}; {result.reason}" if result.reason else said
+    if note:
+        result.reason = f"{note}; {result.reason}" if result.reason else note
+    return result
 
 
-def _source_model(source: Source) -> tuple[nn.Module | None, str]:
-    """The source architecture with the source weights (remapped by its entry's remap), or why it cannot run.
+@contextlib.contextmanager
+def _seeded(plan: LoadPlan, target: nn.Module, source: nn.Module, seed: int):
+    """Give fed tensors that hold one constant the same seeded values in both models; restore them afterwards.
+
+    A fresh model's zero head or all-ones BatchNorms would otherwise make a wrong pairing invisible.
+    Yields the target keys seeded.
+    """
+    from zoo.adapt.plan import RESHAPED
+
+    items = plan.by_key()
+    state = source.state_dict(keep_vars=True)
+    undo: list[tuple[dict, str, Any]] = []
+    seeded = []
+    try:
+        for n, (target_key, source_key) in enumerate(seeded_pairs(plan, state)):
+            item = items[target_key]
+            value = seeded_value(state[source_key], seed + 1 + n)
+            fed = value.reshape(item.shape) if item.outcome == RESHAPED else value
+            if item.offset:
+                fed = fed + item.offset
+            undo.append(_put(source, source_key, value))
+            undo.append(_put(target, target_key, fed.to(_tensor(target, target_key).dtype)))
+            seeded.append(target_key)
+        yield seeded
+    finally:
+        for table, leaf, old in reversed(undo):
+            table[leaf] = old
+
+
+def _put(model: nn.Module, key: str, value) -> tuple[dict, str, Any]:
+    """Swap tensor `key` of `model` for `value` (no in-place write: storage may be shared); returns the undo."""
+    from torch import nn
+
+    module, leaf = adapters.owner(model, key)
+    table = module._parameters if leaf in module._parameters else module._buffers
+    old = table[leaf]
+    table[leaf] = nn.Parameter(value, requires_grad=False) if isinstance(old, nn.Parameter) else value
+    return table, leaf, old
+
+
+def _source_model(source: Source, seed: int = 0) -> tuple[nn.Module | None, str]:
+    """The source architecture with the source weights (remapped by its entry's remap), and a note; or why not.
 
     Built on the meta device and loaded with `assign=True`: no random init of weights about to be replaced.
+    Tensors of the architecture the checkpoint lacks keep seeded initial values (a real build), and the
+    note says so: a target key fed from nothing then differs, and the proof fails as it should.
     """
     import torch
 
     from zoo.weights.loading import apply_remap
 
     raw = {k: v for k, v in source.state_dict.items() if k not in source.derived}
-    model = build_target(source.spec, {}, meta_device=True).model
+    model = source.built()
     expected = model.state_dict()
-    entry = catalogues.models().get_entry(source.spec)
+    entry = resolve(source.spec).entry
     candidates = [apply_remap(entry.remap, dict(raw), model), raw] if entry.remap else [raw]
-    state, missing = None, []
-    for candidate in candidates:  # remapped first; the raw keys when the file is already in the model's names
-        missing = [k for k in expected if k not in candidate and not is_bookkeeping(k)]
-        if not missing:
-            state = candidate
-            break
-    if state is None:
+    fits = [[k for k in expected if k not in c and not is_bookkeeping(k)] for c in candidates]
+    best = min(range(len(candidates)), key=lambda n: len(fits[n]))  # remapped first on a tie
+    state, missing = candidates[best], fits[best]
+    if len(missing) * 2 > len(expected):
         remapped = f" after remap {entry.remap}" if entry.remap else ""
         return None, (
             f"the checkpoint does not fit {source.spec}{remapped} ({len(missing)} keys missing, "
@@ -360,42 +446,33 @@ def _source_model(source: Source) -> tuple[nn.Module | None, str]:
         )
     state = {k: v for k, v in state.items() if k in expected}
     for key in expected:
-        if key not in state:  # num_batches_tracked the checkpoint left out
+        if key not in state and is_bookkeeping(key):  # num_batches_tracked the checkpoint left out
             state[key] = torch.zeros((), dtype=torch.long)
+    note = ""
     try:
-        model.load_state_dict(state, strict=True, assign=True)
+        if missing or any(b.is_meta for b in model.buffers()):  # a real build: what the file lacks, seeded
+            with torch.random.fork_rng(devices=[]):
+                torch.default_generator.manual_seed(seed)
+                model = build_target(source.spec, {}).model
+            model.load_state_dict(state, strict=False)
+        else:
+            model.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as exc:
         return None, f"the checkpoint does not fit {source.spec} ({str(exc).splitlines()[-1].strip()})"
-    if any(b.is_meta for b in model.buffers()):  # non-persistent buffers the meta device left empty
-        model = build_target(source.spec, {}).model
-        model.load_state_dict(state, strict=True)
-    return model, ""
+    if missing:
+        note = (
+            f"the checkpoint lacks {len(missing)} tensors of {source.spec} ({', '.join(group_keys(missing)[:3])}): "
+            f"the source runs with seeded initial values there"
+        )
+    return model, note
 
 
 def _input_size(source: Source) -> tuple[int, ...]:
     if source.spec:
-        weights = catalogues.models().resolve(source.spec).weights
+        weights = resolve(source.spec).weights
         if weights is not None and weights.input_size:
             return tuple(weights.input_size)
     return (3, 224, 224)
-
-
-def _note_norm_differences(target: nn.Module, source: nn.Module, plan: LoadPlan) -> None:
-    """Norm layers fed from a source norm layer with another eps or momentum: a silent numerical change."""
-    from torch import nn
-
-    norms = nn.modules.batchnorm._NormBase | nn.GroupNorm | nn.LayerNorm
-    pairs = {}
-    for item in plan.keys:
-        if item.fed and item.source:
-            pairs.setdefault(item.key.rpartition(".")[0], item.source.rpartition(".")[0])
-    for t_name, s_name in pairs.items():
-        try:
-            t_mod, s_mod = target.get_submodule(t_name), source.get_submodule(s_name)
-        except AttributeError:
-            continue
-        if isinstance(t_mod, norms) and isinstance(s_mod, norms) and t_mod.eps != s_mod.eps:
-            plan.notes.append(f"eps differs: target {t_name} {t_mod.eps:g} vs source {s_name} {s_mod.eps:g}")
 
 
 def save_state_dict(model: nn.Module, path: str | os.PathLike, fmt: str | None = None) -> Path:
@@ -480,7 +557,13 @@ def adapt(
         built = Target(type(target).__name__, target, "module", kwargs=kwargs)
     model = built.model
     lap("build target")
-    plan, tensors = plan_load(model, loaded, built.spec, rules, num_classes, in_chans)
+    explicit = verify is True
+    if verify is None:
+        verify = loaded.spec is not None or loaded.model is not None
+    if verify and loaded.spec is None and loaded.model is None:
+        raise UserInputError("--verify needs a source architecture: name a registry model (with --from-weights)")
+    source_model = (loaded.model or loaded.built()) if verify and not dry_run else None
+    plan, tensors = plan_load(model, loaded, built.spec, rules, num_classes, in_chans, source_model)
     lap("plan")
     report = AdaptReport(
         built.spec, loaded.spec or loaded.name, loaded.file, loaded.sha256, built.kwargs, init, plan, timings=timings
@@ -493,21 +576,19 @@ def adapt(
     _materialise_rest(model, plan, init, built)
     report.still_initial = still_initial(model, plan)
     lap("load")
-    if verify is None:
-        verify = loaded.spec is not None or loaded.model is not None
     if verify:
-        if loaded.spec is None and loaded.model is None:
-            raise UserInputError("--verify needs a source architecture: name a registry model (with --from-weights)")
-        report.verify = _verify(built, loaded, num_classes, in_chans, plan, rtol=rtol, atol=atol)
+        report.verify = check = _verify(built, loaded, num_classes, in_chans, plan, rtol=rtol, atol=atol)
         lap("verify")
-        if not report.verify.passed:
+        if check.status not in (INCONCLUSIVE, SKIPPED) and not check.passed:
             _finish(report, report_path)
             raise VerifyError(
-                f"verification failed ({report.verify.mode}): max abs diff {report.verify.max_abs:.3g}, "
-                f"max rel diff {report.verify.max_rel:.3g} (tolerance rtol {rtol:g}, atol {atol:g}) "
-                f"{report.verify.reason}".rstrip(),
+                f"verification failed ({check.summary()}): max abs diff {check.max_abs:.3g}, "
+                f"max rel diff {check.max_rel:.3g} (tolerance rtol {rtol:g}, atol {atol:g}); {check.reason}",
                 report,
             )
+        if explicit and check.status in (INCONCLUSIVE, SKIPPED):
+            _finish(report, report_path)
+            raise InconclusiveError(f"--verify: the proof is {check.status}: {check.reason}", report)
     if output is not None:
         report.output = str(save_state_dict(model, output, output_format))
         lap("save")

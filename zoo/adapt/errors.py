@@ -45,3 +45,9 @@ class AmbiguousMatchError(AdaptError):
     """Structural alignment found more than one candidate and will not guess."""
 
     exit_code = 14
+
+
+class InconclusiveError(AdaptError):
+    """`--verify`: the proof could not tell (the source's outputs do not depend on the input, or cannot run)."""
+
+    exit_code = 15

@@ -1,8 +1,12 @@
 """Match target keys to source keys, in ranked order: exact, remap, rules, prefix, structure.
 
 Every strategy works on names and shapes only; each match records the strategy and the rule that made it.
-Structural alignment never guesses: when modules of one signature differ in number on the two sides,
-it raises AmbiguousMatchError listing the candidates.
+Structural alignment pairs what is left in the order each side uses its tensors (`zoo.adapt.usage`; the
+keys' own order when no trace is given), in three passes: whole modules of one signature; then single
+tensors (bare parameters such as a class token or a position embedding, and tensors of modules the first
+pass could not pair); then single tensors by output size and element count (a Linear stored as a conv).
+It never guesses: when tensors of one signature still differ in number on the two sides, it raises
+AmbiguousMatchError listing the candidates.
 """
 
 from __future__ import annotations
@@ -68,14 +72,29 @@ def plain_canon(side: str, key: str, shape: Shape) -> Hashable:
     return tuple(d for d in shape if d != 1)
 
 
+def flat_canon(shape: Shape) -> Shape:
+    """Output size and elements per output: a (4096, 512, 7, 7) conv and a (4096, 25088) Linear agree."""
+    if len(shape) < 2:
+        return tuple(shape)
+    rest = 1
+    for d in shape[1:]:
+        rest *= d
+    return (shape[0], rest)
+
+
 def match_keys(
     target: Mapping[str, Shape],
     source: Mapping[str, Shape],
     renamings: Sequence[Renaming] = (),
     canon: Canon = plain_canon,
     structural: bool = True,
+    target_order: Mapping[str, int] | None = None,
+    source_order: Mapping[str, int] | None = None,
 ) -> dict[str, Match]:
-    """Target key -> Match, trying each strategy on what the earlier ones left."""
+    """Target key -> Match, trying each strategy on what the earlier ones left.
+
+    `target_order` / `source_order`: each side's key -> rank of first use (structural pairing follows it).
+    """
     matches: dict[str, Match] = {}
     used: set[str] = set()
 
@@ -94,9 +113,29 @@ def match_keys(
     for t, s, rule in _prefix_matches(target, source, matches, used, canon):
         take(t, s, PREFIX, rule)
     if structural:
-        for t, s, rule in _structural_matches(target, source, matches, used, canon):
-            take(t, s, STRUCTURE, rule)
+        t_rank, s_rank = _ranker(target, target_order), _ranker(source, source_order)
+        for by_module, unit_canon in ((True, canon), (False, canon), (False, _flat(canon))):
+            free_t = sorted((t for t in target if t not in matches), key=t_rank)
+            free_s = sorted((s for s in source if s not in used), key=s_rank)
+            last = unit_canon is not canon
+            for t, s, rule in _structural_matches(target, source, free_t, free_s, unit_canon, by_module, last):
+                take(t, s, STRUCTURE, rule)
     return matches
+
+
+def _ranker(keys: Mapping[str, Shape], order: Mapping[str, int] | None):
+    position = {k: n for n, k in enumerate(keys)}
+    if not order:
+        return position.__getitem__
+    return lambda k: (order.get(k, len(order) + position[k]), position[k])
+
+
+def _flat(canon: Canon) -> Canon:
+    def flat(side: str, key: str, shape: Shape) -> Hashable:
+        value = canon(side, key, shape)
+        return flat_canon(shape) if value == plain_canon(side, key, shape) else value
+
+    return flat
 
 
 def _split(key: str, count: int) -> tuple[str, str] | None:
@@ -143,22 +182,23 @@ def _prefix_matches(target, source, matches, used, canon):
     return result
 
 
-def _modules(keys, shapes, side, canon):
-    """Module path -> ([leaf keys], signature) in first-seen order; bookkeeping buffers are left out."""
-    modules: dict[str, list[str]] = {}
+def _units(keys, shapes, side, canon, by_module):
+    """Unit -> ([leaf keys], signature) in the given order: modules, or single tensors; bookkeeping left out."""
+    units: dict[str, list[str]] = {}
     for key in keys:
         if not is_bookkeeping(key):
-            modules.setdefault(key.rpartition(".")[0], []).append(key)
-    return {m: (ks, tuple(canon(side, k, shapes[k]) for k in ks)) for m, ks in modules.items()}
+            units.setdefault(key.rpartition(".")[0] if by_module else key, []).append(key)
+    return {u: (ks, tuple(canon(side, k, shapes[k]) for k in ks)) for u, ks in units.items()}
 
 
-def _structural_matches(target, source, matches, used, canon):
-    """Pair leftover modules with equal signatures in order; unequal counts of a signature are ambiguous."""
-    free_t = [t for t in target if t not in matches]
-    free_s = [s for s in source if s not in used]
+def _structural_matches(target, source, free_t, free_s, canon, by_module: bool, last: bool):
+    """Pair units with equal signatures in order; on the last pass, unequal counts of a signature are ambiguous.
+
+    Earlier passes leave a signature whose counts differ to the next pass (finer units).
+    """
     if not free_t or not free_s:
         return []
-    tm, sm = _modules(free_t, target, "target", canon), _modules(free_s, source, "source", canon)
+    tm, sm = _units(free_t, target, "target", canon, by_module), _units(free_s, source, "source", canon, by_module)
     by_sig: dict[Hashable, tuple[list[str], list[str]]] = {}
     for m, (_, sig) in tm.items():
         by_sig.setdefault(sig, ([], []))[0].append(m)
@@ -167,21 +207,25 @@ def _structural_matches(target, source, matches, used, canon):
     ambiguous = [
         (t_mods, s_mods) for t_mods, s_mods in by_sig.values() if t_mods and s_mods and len(t_mods) != len(s_mods)
     ]
-    if ambiguous:
-        lines = "; ".join(f"target {_short(t_mods)} vs source {_short(s_mods)}" for t_mods, s_mods in ambiguous[:5])
+    if ambiguous and last:
+        lines = "; ".join(f"target {_short(t)} vs source {_short(s)}" for t, s in ambiguous[:5])
         raise AmbiguousMatchError(
-            f"structural alignment is ambiguous ({len(ambiguous)} module shape(s) with different counts): {lines}; "
+            f"structural alignment is ambiguous ({len(ambiguous)} tensor shape(s) with different counts): {lines}; "
             "add --rule 'REGEX=>REPLACEMENT' to name the pairs"
         )
     free_s_set = set(free_s)
     result = []
     for t_mods, s_mods in by_sig.values():
-        for t_mod, s_mod in zip(t_mods, s_mods, strict=False):
+        if len(t_mods) != len(s_mods):
+            continue
+        for t_mod, s_mod in zip(t_mods, s_mods, strict=True):
             t_keys, s_keys = tm[t_mod][0], sm[s_mod][0]
             rule = f"{s_mod} -> {t_mod}"
-            result.extend((t, s, rule) for t, s in zip(t_keys, s_keys, strict=False))
+            result.extend((t, s, rule) for t, s in zip(t_keys, s_keys, strict=True))
+            if not by_module:
+                continue
             t_nbt, s_nbt = f"{t_mod}.num_batches_tracked", f"{s_mod}.num_batches_tracked"
-            if t_nbt in target and t_nbt not in matches and s_nbt in free_s_set:
+            if t_nbt in target and s_nbt in free_s_set:
                 result.append((t_nbt, s_nbt, rule))
     return result
 

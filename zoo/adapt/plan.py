@@ -45,6 +45,7 @@ class KeyPlan:
     rule: str | None = None  # the remap name, regex rule or prefix pair that matched
     operation: str | None = None  # "copy", "reshape (1000, 2048, 1, 1) -> (1000, 2048)", "in_chans 3 -> 1 (sum)"
     init: str | None = None  # for MISSING / SKIPPED_SHAPE: how it was initialised
+    offset: float | None = None  # added to the source value (a BatchNorm eps difference folded into running_var)
     note: str | None = None
 
     @property

@@ -1,8 +1,16 @@
-"""The numerical proof: run source and target on one seeded input in eval mode and compare what must agree.
+"""The numerical proof: run source and target on seeded inputs in eval mode and compare what must agree.
 
 A probe names what to read on one side: "" the whole output, an int an item of the output list/dict,
 "name" a submodule's output, "<name" a submodule's input. Target modules may declare their pairs with
 `zoo_verify_pairs() -> [(source_probe, target_probe), ...]` (a backbone: stages vs its feature maps).
+Besides those, the caller passes the transplanted stages (`zoo.adapt.stages`): each is compared too.
+
+Two different seeded images go through both models as one batch of two. A reference output that says nothing
+(one constant throughout, or the same for both images, as behind a zero-initialised head) never counts as
+equal: it makes the result "inconclusive" unless some comparison already differs (a stage whose output
+says nothing is marked so, and proves nothing either). The
+caller gives constant tensors seeded values in both models before the proof (`seeded_values`), so that a
+fresh model's zero head or all-ones BatchNorms cannot hide a wrong transplant.
 
 The proof runs under `torch.inference_mode` on a small input first (64x64 for a 224x224 model: both sides
 compute the same function at any size, at a twelfth of the cost); a model that refuses it (a ViT with a
@@ -21,6 +29,9 @@ if TYPE_CHECKING:
 
 Probe = str | int
 
+EQUAL, DIFFERENT, INCONCLUSIVE, SKIPPED = "equal", "different", "inconclusive", "skipped"
+BATCH = 2  # two different images: an output that does not depend on its input shows
+
 
 @dataclass
 class Comparison:
@@ -30,11 +41,13 @@ class Comparison:
     max_abs: float
     max_rel: float
     passed: bool
+    kind: str = "output"  # "output" (what the mode names) or "stage" (a transplanted module's output)
+    degenerate: str = ""  # why the source's value proves nothing ("" when it does)
 
 
 @dataclass
 class VerifyResult:
-    """What was compared, the largest differences, and whether all of them are within tolerance."""
+    """What was compared, the largest differences, and the verdict (`status`)."""
 
     mode: str  # "outputs", "features", "head input", or "skipped"
     passed: bool
@@ -46,24 +59,49 @@ class VerifyResult:
     seed: int = 0
     comparisons: list[Comparison] = field(default_factory=list)
     reason: str = ""
+    status: str = ""  # EQUAL, DIFFERENT, INCONCLUSIVE or SKIPPED
+    seeded: list[str] = field(default_factory=list)  # target keys given seeded values in both models
+    not_compared: list[str] = field(default_factory=list)  # stage pairs that could not be compared, with why
+
+    def __post_init__(self) -> None:
+        if not self.status:
+            self.status = SKIPPED if self.mode == SKIPPED else (EQUAL if self.passed else DIFFERENT)
+
+    @property
+    def conclusive(self) -> bool:
+        return self.status != INCONCLUSIVE
+
+    def summary(self) -> str:
+        """`outputs and 12 stages, input 2x3x64x64` - what was compared, in words."""
+        outputs = sum(c.kind == "output" for c in self.comparisons)
+        stages = len(self.comparisons) - outputs
+        what = self.mode if outputs else "nothing of the output"
+        if stages:
+            what += f" and {stages} stage{'s' * (stages != 1)}"
+        return f"{what}, input {_shape_text(self.input_shape)}"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "summary": self.summary() if self.status != SKIPPED else ""}
 
 
-def _capture(model: nn.Module, probes: Sequence[Probe], x: torch.Tensor) -> list[torch.Tensor]:
+def _capture(model: nn.Module, probes: Sequence[Probe], x: torch.Tensor) -> list[torch.Tensor | None]:
+    """Each probe's value (None for a submodule the forward pass never ran); module outputs are copied."""
     import torch
 
     seen: dict[str, torch.Tensor] = {}
     handles = []
+
+    def keep(probe, value):
+        seen[probe] = _copy(value)
+
     for probe in probes:
         if isinstance(probe, str) and probe:
             name = probe.lstrip("<")
             module = model.get_submodule(name)
             if probe.startswith("<"):
-                handles.append(module.register_forward_pre_hook(lambda m, a, p=probe: seen.__setitem__(p, a[0])))
+                handles.append(module.register_forward_pre_hook(lambda m, a, p=probe: keep(p, a[0])))
             else:
-                handles.append(module.register_forward_hook(lambda m, a, out, p=probe: seen.__setitem__(p, out)))
+                handles.append(module.register_forward_hook(lambda m, a, out, p=probe: keep(p, out)))
     try:
         with torch.inference_mode():
             output = model(x)
@@ -78,8 +116,19 @@ def _capture(model: nn.Module, probes: Sequence[Probe], x: torch.Tensor) -> list
         elif isinstance(probe, int):
             result.append(items[probe])
         else:
-            result.append(seen[probe])
+            result.append(seen.get(probe))
     return result
+
+
+def _copy(value: Any) -> Any:
+    """A module's output as it was: later in-place operations (ReLU(inplace), `x += shortcut`) must not change it."""
+    import torch
+
+    try:
+        tensor = _tensor(value)
+    except (TypeError, StopIteration, IndexError):
+        return None
+    return tensor.clone() if isinstance(tensor, torch.Tensor) else None
 
 
 def verify(
@@ -93,38 +142,91 @@ def verify(
     rtol: float = 1e-4,
     atol: float = 1e-5,
     fallback_shape: tuple[int, ...] | None = None,
+    stages: Sequence[tuple[Sequence[str], Sequence[str]]] = (),
 ) -> VerifyResult:
-    """Compare source and target on `torch.randn(input_shape)` drawn from `seed`; fail over `atol + rtol*max|src|`.
+    """Compare source and target on two images drawn from `seed`; fail over `atol + rtol*max|src|`.
 
-    When either model raises on `input_shape` and a `fallback_shape` is given (the model's own input size),
-    the comparison runs again on that; the reason records why.
+    `pairs` are what the mode compares; `stages` (source modules, target modules) are compared as well: a
+    stage is equal when the output of one of its source modules equals that of one of its target modules.
+    `input_shape`'s first dimension is replaced by two images. When either model raises on it and a
+    `fallback_shape` is given (the model's own input size), the comparison runs on that; `reason` says why.
     """
+    input_shape = (BATCH, *input_shape[1:])
+    stage_probes = [(s, t) for s_chain, t_chain in stages for s in s_chain for t in t_chain]
+    probes = [*pairs, *stage_probes]
     try:
-        got_source, got_target = _run_pair(source, target, pairs, input_shape, target_input, seed)
+        got_source, got_target = _run_pair(source, target, probes, input_shape, target_input, seed)
         note = ""
     except (RuntimeError, AssertionError, ValueError, IndexError) as exc:
-        if fallback_shape is None or tuple(fallback_shape) == tuple(input_shape):
+        if fallback_shape is None or tuple(fallback_shape[1:]) == tuple(input_shape[1:]):
             raise
         first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
-        note = f"input {_shape_text(input_shape)} refused ({first}); compared at {_shape_text(fallback_shape)}"
-        input_shape = tuple(fallback_shape)
-        got_source, got_target = _run_pair(source, target, pairs, input_shape, target_input, seed)
+        fallback = (BATCH, *fallback_shape[1:])
+        note = f"input {_shape_text(input_shape)} refused ({first}); compared at {_shape_text(fallback)}"
+        input_shape = fallback
+        got_source, got_target = _run_pair(source, target, probes, input_shape, target_input, seed)
     result = VerifyResult(mode, True, rtol=rtol, atol=atol, input_shape=tuple(input_shape), seed=seed, reason=note)
-    for (s_probe, t_probe), a, b in zip(pairs, got_source, got_target, strict=False):
-        a, b = _tensor(a), _tensor(b)
-        if a.shape != b.shape:
-            comparison = Comparison(str(s_probe), str(t_probe), tuple(b.shape), float("inf"), float("inf"), False)
-            result.reason = f"shape {tuple(a.shape)} (source {s_probe or 'output'}) != {tuple(b.shape)}"
-        else:
-            diff, rel, passed, note = _compare(a.float(), b.float(), rtol, atol)
-            comparison = Comparison(str(s_probe), str(t_probe), tuple(b.shape), diff, rel, passed)
-            if note:
-                result.reason = f"{result.reason}; {note}" if result.reason else note
+    notes = [note] if note else []
+    outputs = zip(probes, got_source, got_target, strict=True)
+    found = [_comparison(s, t, a, b, "output", rtol, atol, notes) for (s, t), a, b in list(outputs)[: len(pairs)]]
+    values = {(s, t): (a, b) for (s, t), a, b in zip(probes, got_source, got_target, strict=True)}
+    for s_chain, t_chain in stages:
+        tried = []
+        for s_probe in s_chain:
+            for t_probe in t_chain:
+                a, b = values[(s_probe, t_probe)]
+                if a is not None and b is not None and _tensor(a).shape == _tensor(b).shape:
+                    tried.append(_comparison(s_probe, t_probe, a, b, "stage", rtol, atol, []))
+        if not tried:
+            result.not_compared.append(f"{s_chain[-1]} -> {t_chain[-1]}: not run, or output shapes differ")
+            continue
+        found.append(min(tried, key=lambda c: (not c.passed, c.max_abs)))
+    for comparison in found:
         result.comparisons.append(comparison)
         result.max_abs = max(result.max_abs, comparison.max_abs)
         result.max_rel = max(result.max_rel, comparison.max_rel)
         result.passed = result.passed and comparison.passed
+    if not result.passed:
+        result.status = DIFFERENT
+        first = next(c for c in result.comparisons if not c.passed)
+        notes.insert(0, f"first difference: {first.kind} {first.source or 'output'} -> {first.target or 'output'}")
+    else:
+        outputs = [c for c in result.comparisons if c.kind == "output"]
+        empty = [c for c in outputs if c.degenerate]
+        if empty or not outputs:
+            result.status, result.passed = INCONCLUSIVE, False
+            shown = ", ".join(f"{c.source or 'output'} ({c.degenerate})" for c in empty[:3]) or "no output compared"
+            notes.insert(0, f"the source's values prove nothing: {shown}")
+        else:
+            result.status = EQUAL
+    result.reason = "; ".join(notes)
     return result
+
+
+def _comparison(s_probe, t_probe, a, b, kind: str, rtol: float, atol: float, notes: list[str]) -> Comparison:
+    """One comparison of source value `a` with target value `b`; notes get what the comparison noticed."""
+    a, b = _tensor(a), _tensor(b)
+    if a.shape != b.shape:
+        notes.append(f"shape {tuple(a.shape)} (source {s_probe or 'output'}) != {tuple(b.shape)}")
+        return Comparison(str(s_probe), str(t_probe), tuple(b.shape), float("inf"), float("inf"), False, kind)
+    diff, rel, passed, why = _compare(a.float(), b.float(), rtol, atol)
+    if why:
+        notes.append(why)
+    degenerate = degenerate_reason(a.float(), rtol, atol) if passed else ""
+    return Comparison(str(s_probe), str(t_probe), tuple(b.shape), diff, rel, passed, kind, degenerate)
+
+
+def degenerate_reason(value: torch.Tensor, rtol: float, atol: float) -> str:
+    """Why a reference value proves nothing (one constant throughout, or the same for different inputs), or ""."""
+    if not value.numel():
+        return "empty"
+    if bool(value.max() == value.min()):
+        return f"constant {float(value.reshape(-1)[0]):g}"
+    if value.dim() and value.shape[0] >= 2:
+        scale = value.abs().max().item()
+        if (value[0] - value[1]).abs().max().item() <= atol + rtol * scale:
+            return "the same for different inputs"
+    return ""
 
 
 def _compare(a: torch.Tensor, b: torch.Tensor, rtol: float, atol: float) -> tuple[float, float, bool, str]:
@@ -160,7 +262,7 @@ def _shape_text(shape: Sequence[int]) -> str:
 
 
 def _run_pair(source, target, pairs, input_shape, target_input: str, seed: int):
-    """Both models' probes, in eval mode, on one seeded input (the target's single channel for "mean1")."""
+    """Both models' probes, in eval mode, on seeded inputs (the target's single channel for "mean1")."""
     import torch
 
     generator = torch.Generator().manual_seed(seed)

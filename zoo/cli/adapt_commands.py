@@ -76,7 +76,7 @@ def adapt_command(
     """Load pretrained weights into a (modified) architecture, with a load plan and a numerical proof.
 
     Exit codes: 10 nothing loaded, 11 --strict failed, 12 below --min-coverage, 13 verification failed,
-    14 ambiguous structural match.
+    14 ambiguous structural match, 15 --verify inconclusive (the source's outputs prove nothing, or no proof ran).
     """
     from zoo.adapt.core import adapt
     from zoo.adapt.errors import AdaptError
@@ -167,14 +167,14 @@ def _render(result, err: bool = False) -> None:
         )
     check = data["verify"]
     if check:
-        if check["mode"] == "skipped":
+        if check["status"] == "skipped":
             out.print(f"verify: skipped ({check['reason']})", soft_wrap=True)
         else:
-            verdict = "[green]equal[/]" if check["passed"] else "[red]DIFFERENT[/]"
+            verdict = {"equal": "[green]equal[/]", "inconclusive": "[yellow]inconclusive[/]"}
             out.print(
-                f"verify ({check['mode']}, {len(check['comparisons'])} compared, input "
-                f"{'x'.join(map(str, check['input_shape']))}): {verdict}, max abs diff {check['max_abs']:.3g}, "
-                f"max rel diff {check['max_rel']:.3g}" + (f" ({check['reason']})" if check["reason"] else ""),
+                f"verify ({check['summary']}): {verdict.get(check['status'], '[red]DIFFERENT[/]')}, "
+                f"max abs diff {check['max_abs']:.3g}, max rel diff {check['max_rel']:.3g}"
+                + (f" ({check['reason']})" if check["reason"] else ""),
                 soft_wrap=True,
             )
     if data["output"]:
