@@ -43,3 +43,9 @@ class CheckpointError(ZooError):
     """A file is not a checkpoint zoo can read (damaged, cut short, hostile) or holds no usable state dict."""
 
     exit_code = 6
+
+
+class UnsafeNameError(UserInputError):
+    """A name from outside (URL, registry, mirror index, plugin) could make zoo write outside its folders."""
+
+    exit_code = 2
