@@ -1,5 +1,5 @@
 """Stream one URL into a `.part` file, sha256 computed on the way, resume from where a previous attempt
-stopped, retries with backoff on transient failures, Content-Length checked.
+stopped, retries within zoo.weights.retrying's bounds, the size checked (never a byte past it).
 
 Each chunk goes from the socket (main thread) to the file (a writer thread) to sha256 (a hasher thread)
 and back to a small pool of buffers. File writes and hashlib release the GIL on large buffers, so
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import os
 import queue
 import threading
 import time
@@ -19,7 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from zoo.weights.sources import OpenedSource, TransientError
+from zoo.weights.retrying import Failure, GaveUp, RetryBudget, amount, backoff, retries  # noqa: F401 - re-exported
+from zoo.weights.sources import FetchError, OpenedSource, TransientError, expects_html, html_page_error, read_timeout
 
 CHUNK = 4 << 20
 BUFFERS = 6
@@ -34,14 +34,6 @@ class Downloaded:
     sha256: str
     size: int
     resumed_from: int
-
-
-def retries() -> int:
-    return int(os.environ.get("ZOO_FETCH_RETRIES", "5"))
-
-
-def backoff() -> float:
-    return float(os.environ.get("ZOO_FETCH_BACKOFF", "0.5"))
 
 
 class _Pipeline:
@@ -161,96 +153,196 @@ def download(
     expected_size: int | None = None,
     progress: Progress | None = None,
     resume: bool = True,
+    started: float | None = None,
 ) -> Downloaded:
     """Download `url` into `part` (resuming an existing `part` when `resume`), returning its sha256 and size.
 
-    Raises FetchError at once for permanent failures, and after `ZOO_FETCH_RETRIES` attempts (backoff
-    `ZOO_FETCH_BACKOFF` seconds, doubling) for transient ones. `part` is left in place for a later resume.
+    Raises FetchError at once for permanent failures, and GaveUp when zoo.weights.retrying's bounds are
+    reached (attempts, the same failure twice, the file's deadline counted from `started`). `part` is left
+    in place for a later resume.
     """
-    pipeline = _Pipeline()
+    run = _Download(open_source, url, part, expected_size, progress, RetryBudget(url, started))
     try:
-        offset = pipeline.update_from_file(part) if resume and part.exists() else 0
-        resumed_from = offset
+        return run.until_done(part.stat().st_size if resume and part.exists() else 0)
+    finally:
+        run.pipeline.stop()
+
+
+class _Download:
+    """The attempts at one URL: each opens the source at the bytes already in `part` and pumps the rest in."""
+
+    def __init__(self, open_source, url: str, part: Path, expected_size, progress, budget: RetryBudget) -> None:
+        self.open_source = open_source
+        self.url = url
+        self.part = part
+        self.expected_size = expected_size
+        self.progress = progress
+        self.budget = budget
+        self.pipeline = _Pipeline()
+        self.total: int | None = expected_size
+        self.unhashed = False  # `part` holds bytes from an earlier run, hashed once a resume is granted
+        self.restarted = False  # this attempt asked to resume and the source sent the file from byte 0
+        self.timed_out = False
+
+    def until_done(self, offset: int) -> Downloaded:
+        self.unhashed = offset > 0
         if not offset:
-            part.write_bytes(b"")
-        attempt = 0
+            self.part.write_bytes(b"")
+        resumed_from = offset
         while True:
+            if self.budget.remaining(self.total) <= 0:
+                raise self.budget.out_of_time(self.part.stat().st_size, self.total)
             try:
-                offset, total = _attempt(open_source, url, part, pipeline, offset, expected_size, progress)
-                if offset == 0 and resumed_from:
-                    resumed_from = 0
+                offset = self.attempt(offset)
                 break
+            except GaveUp:
+                raise
             except TransientError as exc:
-                written = part.stat().st_size
-                attempt = 1 if written > offset else attempt + 1  # progress made: the count starts again
-                if attempt > retries():
-                    raise TransientError(f"{exc} (gave up after {attempt} attempts in a row)") from None
-                time.sleep(backoff() * 2 ** (attempt - 1))
-                offset = written
-                if pipeline.error:
-                    raise pipeline.error from None
-        return Downloaded(pipeline.digest(), offset, resumed_from)
-    finally:
-        pipeline.stop()
+                if self.pipeline.error is not None:
+                    raise self.pipeline.error from None
+                offset = self.part.stat().st_size
+                time.sleep(self.budget.failed(Failure(exc.reason, offset, exc.patient, self.restarted), self.total))
+            finally:
+                resumed_from = 0 if self.restarted else resumed_from
+        return Downloaded(self.pipeline.digest(), offset, resumed_from)
 
-
-def _attempt(open_source, url, part, pipeline, offset, expected_size, progress) -> tuple[int, int | None]:
-    opened = open_source(url, offset)
-    try:
-        if offset and not opened.resumed:
-            _restart(pipeline, part)
-            offset = 0
-        total = opened.size if opened.size is not None else expected_size
-        if total is not None and offset > total:  # a stale partial from a different file
-            opened.close()
-            _restart(pipeline, part)
-            return _attempt(open_source, url, part, pipeline, 0, expected_size, progress)
-        offset = _pump(opened, part, pipeline, offset, total, progress, url)
-    finally:
-        opened.close()
-    if total is not None and offset != total:
-        raise TransientError(f"{url}: connection closed after {offset} of {total} bytes")
-    return offset, total
-
-
-def _restart(pipeline: _Pipeline, part: Path) -> None:
-    pipeline.restart()
-    part.write_bytes(b"")
-
-
-def _pump(opened: OpenedSource, part: Path, pipeline: _Pipeline, offset: int, total, progress, url: str) -> int:
-    stream = opened.stream
-    readinto = getattr(stream, "readinto", None)
-    with open(part, "r+b", buffering=0) as out:  # straight to the file: no copy through a Python buffer
-        out.seek(offset)
-        out.truncate()
-        pipeline.out = out
+    def attempt(self, offset: int) -> int:
+        """One attempt from `offset`; the file's size once complete."""
+        self.restarted = False
+        opened = self.open_source(self.url, offset)
         try:
-            while True:
-                buffer = pipeline.take()
-                try:
-                    if readinto is not None:
-                        count = readinto(buffer)
-                    else:
-                        data = stream.read(CHUNK)
-                        count = len(data)
-                        buffer[:count] = data
-                except NETWORK_ERRORS as exc:
-                    pipeline.give_back(buffer)
-                    raise TransientError(f"{url}: {type(exc).__name__} after {offset} bytes: {exc}") from None
-                except BaseException:
-                    pipeline.give_back(buffer)
-                    raise
-                if not count:
-                    pipeline.give_back(buffer)
-                    return offset
-                pipeline.write(buffer, count)
-                offset += count
-                if progress is not None:
-                    progress(offset, total)
+            if opened.size is not None and self.expected_size is not None and opened.size != self.expected_size:
+                raise FetchError(
+                    f"{self.url}: the server announces {opened.size:,} bytes, the registry expects "
+                    f"{self.expected_size:,}; not downloaded"
+                )
+            self.total = opened.size if opened.size is not None else self.expected_size
+            if offset and opened.resumed and self.total is not None and offset > self.total:
+                opened.close()  # a stale partial from a different file: start again
+                self._restart()
+                offset = 0
+                opened = self.open_source(self.url, 0)
+            elif offset and not opened.resumed:
+                self._restart()
+                offset, self.restarted = 0, True
+            elif self.unhashed:
+                self.pipeline.update_from_file(self.part)
+            self.unhashed = False
+            offset = self._watched(opened, offset)
         finally:
-            pipeline.drain()  # every chunk received is in the file before it is closed (or resumed from)
-            pipeline.out = None
+            opened.close()
+        if self.total is not None and offset != self.total:
+            raise TransientError(f"the server closed the connection after {amount(offset, self.total)}")
+        return offset
+
+    def _restart(self) -> None:
+        self.pipeline.restart()
+        self.part.write_bytes(b"")
+
+    def _watched(self, opened: OpenedSource, offset: int) -> int:
+        """`_pump`, with the source aborted when the file's deadline passes (a stalled read included)."""
+        self.timed_out = False
+
+        def expire() -> None:
+            self.timed_out = True
+            if opened.abort is not None:
+                opened.abort()
+
+        timer = threading.Timer(max(0.0, self.budget.remaining(self.total)), expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            return self._pump(opened, offset)
+        except FetchError:
+            if self.timed_out:
+                raise self.budget.out_of_time(self.part.stat().st_size, self.total) from None
+            raise
+        finally:
+            timer.cancel()
+
+    def _pump(self, opened: OpenedSource, offset: int) -> int:
+        """Stream `opened` into `part` from `offset`; the new size. Each buffer is filled by as many reads as it
+        takes, and what a failed read leaves behind is kept (a stall after 3 MiB keeps the 3 MiB)."""
+        with open(self.part, "r+b", buffering=0) as out:  # straight to the file: no copy through a Python buffer
+            out.seek(offset)
+            out.truncate()
+            self.pipeline.out = out
+            first = offset == 0
+            try:
+                while True:
+                    buffer = self.pipeline.take()
+                    filled, error, ended = self._fill(opened.stream, buffer, offset)
+                    if filled and first:
+                        first = False
+                        self._refuse_html(opened, buffer, filled)
+                    if self.total is not None and offset + filled > self.total:
+                        self.pipeline.give_back(buffer)
+                        whose = "it announced" if opened.size is not None else "the registry expects"
+                        raise FetchError(
+                            f"{self.url}: the server sent more than the {self.total:,} bytes {whose}; stopped reading"
+                        )
+                    if filled:
+                        self.pipeline.write(buffer, filled)
+                        offset += filled
+                        if self.progress is not None:
+                            self.progress(offset, self.total)
+                    else:
+                        self.pipeline.give_back(buffer)
+                    if error is not None:
+                        raise TransientError(_reason(error, offset, self.total)) from None
+                    if self.timed_out or time.monotonic() >= self.budget.deadline(self.total):
+                        self.timed_out = True
+                        raise TransientError("deadline")
+                    if ended:
+                        return offset
+            finally:
+                self.pipeline.drain()  # every chunk received is in the file before it is closed (or resumed from)
+                self.pipeline.out = None
+
+    def _fill(self, stream, buffer: bytearray, offset: int) -> tuple[int, BaseException | None, bool]:
+        """Read into `buffer` until it is full, the stream ends or a read fails: (bytes, the error, ended).
+        With the size known, at most one byte past it is read (to see a body that is too long)."""
+        room = CHUNK if self.total is None else max(1, min(CHUNK, self.total - offset + 1))
+        view = memoryview(buffer)
+        readinto = getattr(stream, "readinto", None)
+        filled = 0
+        while filled < room:
+            try:
+                if readinto is not None:
+                    count = readinto(view[filled:room])
+                else:
+                    data = stream.read(room - filled)
+                    count = len(data)
+                    view[filled : filled + count] = data
+            except NETWORK_ERRORS as exc:
+                return filled, exc, False
+            if not count:
+                return filled, None, True
+            filled += count
+            if self.timed_out:
+                break
+        return filled, None, False
+
+    def _refuse_html(self, opened: OpenedSource, buffer: bytearray, filled: int) -> None:
+        """An HTML page where a file is expected (a sign-in portal that answers 200) ends the download."""
+        start = bytes(buffer[: min(filled, 512)]).lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+        if start.startswith((b"<!doctype html", b"<html")) and not expects_html(self.url):
+            self.pipeline.give_back(buffer)
+            content_type = opened.headers.get("content-type", "no Content-Type").partition(";")[0].strip()
+            size = self.total if self.total is not None else f"at least {filled:,}"
+            raise html_page_error(self.url, content_type, size)
+
+
+def _reason(exc: BaseException, offset: int, total: int | None) -> str:
+    """What a failed read means, in plain words."""
+    where = amount(offset, total)
+    if isinstance(exc, TimeoutError):
+        return f"the server sent nothing for {read_timeout():g} s after {where}"
+    if isinstance(exc, ConnectionResetError):
+        return f"the connection was reset after {where}"
+    if isinstance(exc, http.client.IncompleteRead | EOFError):
+        return f"the server closed the connection after {where}"
+    return f"{type(exc).__name__} after {where}: {exc}"
 
 
 def _write_all(out, view: memoryview) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -166,15 +167,20 @@ def _from_torch_hub(wanted: _Wanted, dest: Path) -> FetchResult | None:
 def _download_first(wanted: _Wanted, dest: Path, urls: list[str], progress: Progress | None) -> FetchResult:
     part = cache.part_path(wanted.key)
     failures = []
+    started = time.monotonic()  # the file's deadline (zoo.weights.retrying) counts from here, across its URLs
     for url in urls:
         try:
-            done = download(source_opener(url), url, part, expected_size=wanted.size, progress=progress)
+            done = download(
+                source_opener(url), url, part, expected_size=wanted.size, progress=progress, started=started
+            )
         except FetchError as exc:  # permanent (4xx), or transient retried until given up: try the next URL
             failures.append(str(exc))
             if part.exists() and (not isinstance(exc, TransientError) or part.stat().st_size == 0):
                 part.unlink()
             continue
         return _install(wanted, dest, part, done.sha256, done.size, url)
+    if len(failures) == 1:  # one URL: its error says it all
+        raise FetchError(failures[0])
     raise FetchError(f"could not fetch {Path(wanted.key).name}: {'; '.join(failures)}")
 
 
