@@ -18,6 +18,7 @@ from zoo.errors import UnsafeNameError
 MAX_NAME_BYTES = 255  # the longest file name ext4, APFS, NTFS (in UTF-16 units) and others accept
 _DRIVE = re.compile(r"[A-Za-z]:")
 _SEPARATORS = ("/", "\\")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode's Cc: C0, DEL and C1
 _ADVICE = "zoo writes only plain file names inside its folders (like model-0123abcd.pth)"
 
 
@@ -62,16 +63,16 @@ def _problem(name: str) -> str | None:
         return "is an absolute path"
     if _DRIVE.match(name):
         return "starts with a drive letter"
-    for form in dict.fromkeys((name, unicodedata.normalize("NFKC", name))):
+    for form in (name,) if name.isascii() else dict.fromkeys((name, unicodedata.normalize("NFKC", name))):
         normalised = " once Unicode-normalised" if form != name else ""
         for separator in _SEPARATORS:
             if separator in form:
                 return f"contains {separator!r}{normalised}"
         if not form.strip(". "):
             return f"is only dots and spaces{normalised} ('.' and '..' name folders)"
-    bad = next((c for c in name if unicodedata.category(c) in ("Cc", "Cs")), None)
+    bad = _CONTROL.search(name)
     if bad is not None:
-        return "contains NUL" if bad == "\0" else f"contains the control character {bad!r}"
+        return "contains NUL" if bad.group() == "\0" else f"contains the control character {bad.group()!r}"
     return None
 
 

@@ -7,7 +7,6 @@ import functools
 import json
 import re
 import tomllib
-import unicodedata
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -60,6 +59,7 @@ _WEIGHT_FIELDS: dict[str, tuple[type | tuple[type, ...], bool]] = {
 }
 _HEX = set("0123456789abcdef")
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 # Schemes that name no place to fetch a file from (a browser's script or inline data), refused outright; any
 # other scheme is fetched by the weight source registered for it (http, https and file are built in).
 REFUSED_SCHEMES = frozenset({"javascript", "vbscript", "data", "about", "blob", "mailto", "jar", "view-source"})
@@ -301,7 +301,7 @@ def _check_url(url: str, where: str, field: str) -> None:
     def refuse(problem: str) -> None:
         raise RegistryFileError(f"{where}: field {field!r}: {url!r} {problem}")
 
-    if any(c.isspace() or unicodedata.category(c) in ("Cc", "Cs") for c in url):
+    if _SPACE_OR_CONTROL.search(url):
         refuse("contains spaces or control characters; percent-encode them (%20)")
     match = _SCHEME.match(url)
     if match is None:
