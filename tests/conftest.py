@@ -33,10 +33,13 @@ def pytest_collection_modifyitems(items) -> None:
 
 @pytest.fixture(autouse=True)
 def isolated_zoo(tmp_path_factory, monkeypatch):
-    """A private ZOO_HOME and TORCH_HOME; third-party entry points load only when a test asks for them."""
+    """A private ZOO_HOME, TORCH_HOME and HF_HOME; third-party entry points load only when a test asks for them."""
     home = tmp_path_factory.mktemp("zoo-home")
     monkeypatch.setenv("ZOO_HOME", str(home))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch-home")))
+    monkeypatch.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf-home")))  # zoo shares downloads with it
+    for variable in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_ENDPOINT", "HF_HUB_OFFLINE", "HF_TOKEN"):
+        monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("ZOO_LOAD_PLUGINS", "")
     for variable in ("ZOO_PLUGINS", "ZOO_REGISTRY", "ZOO_MIRROR", "ZOO_OFFLINE", "ZOO_STRICT_PLUGINS", "ZOO_DEBUG"):
         monkeypatch.delenv(variable, raising=False)

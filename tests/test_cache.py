@@ -108,7 +108,8 @@ def test_mirror_sync_builds_a_directory_that_serves_as_an_offline_mirror(two_mod
     for name, data in two_models.values():
         assert (target / name).read_bytes() == data
         assert f"{sha256_hex(data)}  {name}" in (target / "SHA256SUMS").read_text()
-    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "fresh-home"))  # a machine behind the firewall
+    for variable in ("ZOO_HOME", "TORCH_HOME", "HF_HOME"):  # a machine behind the firewall
+        monkeypatch.setenv(variable, str(tmp_path / "fresh" / variable))
     monkeypatch.setenv("ZOO_MIRROR", target.as_uri())
     fetched = _run("fetch", "testzoo:tiny_a", "--offline", "--json")
     assert fetched.exit_code == 0, fetched.output

@@ -66,16 +66,22 @@ def fetch_command(
     offline: OfflineOption = False,
     force: Annotated[bool, typer.Option("--force", help="Download again even when cached.")] = False,
     sha256: Annotated[str | None, typer.Option("--sha256", help="Expected sha256 of a URL's file.")] = None,
+    no_share: Annotated[
+        bool, typer.Option("--no-share", help="Do not place files in the Hugging Face / torch hub caches too.")
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Download weights into the cache, verify their sha256, and print where they are."""
+    """Download weights into the cache, verify their sha256, and print where they are.
+
+    Each file is also placed (a hard link) where timm and torchvision look for it, unless --no-share."""
     from zoo.weights.fetching import fetch, fetch_url
     from zoo.weights.mirror_sync import selections_for
 
     results = []
     with _progress(not json_output) as progress_for:
         for name in names:
-            options = {"mirrors": mirror or (), "offline": offline or None, "force": force}
+            share = False if no_share else None  # None: the config file's `share` (default true)
+            options = {"mirrors": mirror or (), "offline": offline or None, "force": force, "share": share}
             if _is_url(name):
                 results.append(fetch_url(name, sha256=sha256, progress=progress_for(name), **options))
                 continue
@@ -88,6 +94,10 @@ def fetch_command(
     console.print(table(None, ("model", "weights", "size", "sha256", "source"), rows))
     for result in results:
         console.print(str(result.path), soft_wrap=True, highlight=False)
+        for place in result.shared:
+            console.print(f"  also at {place}", soft_wrap=True, highlight=False, style="dim")
+        for note in result.notes:
+            err_console.print(f"note: {result.name or result.path.name}: {note}", soft_wrap=True, highlight=False)
 
 
 @commands.command("import")

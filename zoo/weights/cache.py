@@ -29,9 +29,10 @@ def weights_dir() -> Path:
 
 
 def torch_hub_dir() -> Path:
-    """torch's checkpoint cache: `$TORCH_HOME/hub/checkpoints` (TORCH_HOME defaults to ~/.cache/torch)."""
-    torch_home = os.environ.get("TORCH_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "torch")
-    return Path(torch_home).expanduser() / "hub" / "checkpoints"
+    """torch's checkpoint cache (zoo.weights.hub_caches, which reads and writes it, defines it)."""
+    from zoo.weights.hub_caches import torch_hub_dir
+
+    return torch_hub_dir()
 
 
 def cache_key(url: str, file_name: str | None = None) -> str:
@@ -72,6 +73,8 @@ class CacheRecord:
     name: str | None = None
     tag: str | None = None
     fetched_at: float = 0.0
+    verified: str = ""  # what the sha256 was checked against (fetching.VERIFIED_BY); "" for nothing
+    commit: str = ""  # the Hugging Face commit the file belongs to, when it came from the hub
 
     @property
     def path(self) -> Path:
@@ -231,6 +234,6 @@ def place_file(source: Path, dest: Path, root: Path | None = None) -> None:
     with replacing(dest, root=root) as tmp:
         tmp.unlink()  # os.link wants the name free
         try:
-            os.link(source, tmp)
+            os.link(os.path.realpath(source), tmp)  # Linux's link() would link a symlink itself
         except OSError:
             shutil.copyfile(source, tmp)

@@ -1,28 +1,40 @@
 """Resolve -> download -> verify -> cache: the one way zoo gets a weights file onto the disk.
 
 The verified file appears in the cache by an atomic rename, only after its sha256 (computed while
-streaming) matches the registry's full hash or the file name's hash prefix; a mismatch is kept aside
-as `<key>.bad`. A file lock per cache key makes concurrent processes download a file once.
+streaming) matches the registry's full hash, the Hugging Face hub's (`X-Linked-Etag`) or the file name's
+hash prefix; a mismatch is kept aside as `<key>.bad`. A file lock per cache key makes concurrent
+processes download a file once. The Hugging Face and torch hub caches are read before a download and
+written after one (zoo.weights.hub_caches).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from zoo.files import replacing
 from zoo.registry import catalogues
 from zoo.registry.records import Selection, WeightSet, file_name_from_url, hash_prefix_from_file_name
-from zoo.weights import cache
+from zoo.weights import cache, hub_caches
 from zoo.weights.download import Progress, download
 from zoo.weights.mirrors import candidate_urls, offline_requested
 from zoo.weights.sources import FetchError, FileSource, HttpSource, OpenedSource, TransientError, scheme_of
 
 LOCAL_SCHEMES = ("file",)
+# What a file's sha256 was checked against (CacheRecord.verified, FetchResult.verified).
+VERIFIED_BY = {
+    "registry": "the registry's sha256",
+    "hub": "the Hugging Face hub's sha256 (X-Linked-Etag)",
+    "prefix": "the hash prefix in its file name",
+    "given": "the sha256 given",
+    "mirror": "the sha256 in the mirror's index.json (the hub's, when `zoo mirror sync` fetched it)",
+    "": "nothing: no hash is known for it",
+}
 
 
 @dataclass(frozen=True)
@@ -35,9 +47,13 @@ class FetchResult:
     sha256: str
     size: int
     source: str
+    verified: str = ""  # a VERIFIED_BY key
+    commit: str | None = None  # the Hugging Face commit, for a hub file
+    shared: tuple[str, ...] = ()  # where else it was placed (the Hugging Face or torch hub cache)
+    notes: tuple[str, ...] = ()  # what the user should know: no hash, not shared and why
 
     def to_dict(self) -> dict:
-        return asdict(self) | {"path": str(self.path)}
+        return asdict(self) | {"path": str(self.path), "shared": list(self.shared), "notes": list(self.notes)}
 
 
 @dataclass(frozen=True)
@@ -52,6 +68,7 @@ class _Wanted:
     mirrors: tuple[str, ...] = ()
     name: str | None = None
     tag: str | None = None
+    hash_from: str = ""  # a VERIFIED_BY key
 
     @property
     def expected(self) -> str | None:
@@ -65,15 +82,19 @@ def fetch(
     offline: bool | None = None,
     force: bool = False,
     progress: Progress | None = None,
+    share: bool | None = None,
 ) -> FetchResult:
-    """Fetch the weights `[family:]name[.tag]` (or a Selection) names into the cache; return the verified file."""
+    """Fetch the weights `[family:]name[.tag]` (or a Selection) names into the cache; return the verified file.
+
+    `share=False` (`--no-share`; default: the config file's `share`, true) keeps it out of the Hugging Face
+    and torch hub caches."""
     selection = (
         catalogues.models().resolve(spec_or_selection) if isinstance(spec_or_selection, str) else spec_or_selection
     )
     weights = selection.weights
     if weights is None:
         raise FetchError(f"{selection.entry.qualified_name} has no pretrained weights in the registry")
-    return _fetch(wanted_for(selection.entry.qualified_name, weights), mirrors, offline, force, progress)
+    return _fetch(wanted_for(selection.entry.qualified_name, weights), mirrors, offline, force, progress, share)
 
 
 def fetch_url(
@@ -85,13 +106,19 @@ def fetch_url(
     offline: bool | None = None,
     force: bool = False,
     progress: Progress | None = None,
+    share: bool | None = None,
 ) -> FetchResult:
-    """Fetch any URL into the cache, verified against `sha256` or else the file name's hash prefix."""
+    """Fetch any URL into the cache, verified against `sha256`, else the hub's, else the file name's hash prefix."""
     name = file_name or file_name_from_url(url)
+    prefix = hash_prefix_from_file_name(name)
     wanted = _Wanted(
-        url, cache.cache_key(url, name), sha256.lower() if sha256 else None, hash_prefix_from_file_name(name)
+        url,
+        cache.cache_key(url, name),
+        sha256.lower() if sha256 else None,
+        prefix,
+        hash_from="given" if sha256 else "prefix" if prefix else "",
     )
-    return _fetch(wanted, mirrors, offline, force, progress)
+    return _fetch(wanted, mirrors, offline, force, progress, share)
 
 
 def wanted_for(name: str | None, weights: WeightSet) -> _Wanted:
@@ -104,19 +131,21 @@ def wanted_for(name: str | None, weights: WeightSet) -> _Wanted:
         weights.mirrors,
         name,
         weights.tag,
+        "registry" if weights.sha256 else "prefix" if weights.hash_prefix else "",
     )
 
 
-def _fetch(wanted: _Wanted, mirrors, offline: bool | None, force: bool, progress: Progress | None) -> FetchResult:
+def _fetch(wanted: _Wanted, mirrors, offline, force: bool, progress: Progress | None, share=None) -> FetchResult:
     dest = cache.file_path(wanted.key)
+    share = hub_caches.sharing_enabled(share)
     if not force and (hit := _cached(wanted, dest)):
-        return hit
-    offline = offline_requested(offline)
-    urls = candidate_urls(wanted.url, wanted.key, mirrors, wanted.mirrors)
+        return _shared(hit, wanted, share, only_missing=True)
+    offline = offline_requested(offline) or hub_caches.hub_offline()
+    urls = [hub_caches.endpoint_url(u) for u in candidate_urls(wanted.url, wanted.key, mirrors, wanted.mirrors)]
     if offline:
         urls = [u for u in urls if is_local(u)]
-    if not force and (hit := _from_torch_hub(wanted, dest)):
-        return hit
+    if not force and (hit := _from_shared_caches(wanted, dest)):
+        return _shared(hit, wanted, share)
     if not urls:
         raise FetchError(
             f"offline and {wanted.key} is not in the cache ({dest}); copy the file there with "
@@ -129,8 +158,8 @@ def _fetch(wanted: _Wanted, mirrors, offline: bool | None, force: bool, progress
     dest.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(lock)):
         if not force and (hit := _cached(wanted, dest)):  # another process fetched it while we waited
-            return hit
-        return _download_first(wanted, dest, urls, progress)
+            return _shared(hit, wanted, share, only_missing=True)
+        return _shared(_download_first(wanted, dest, urls, progress), wanted, share)
 
 
 def _cached(wanted: _Wanted, dest: Path) -> FetchResult | None:
@@ -143,48 +172,120 @@ def _cached(wanted: _Wanted, dest: Path) -> FetchResult | None:
         if wanted.expected and not sha.startswith(wanted.expected):
             moved = cache.quarantine(wanted.key)
             raise FetchError(_mismatch(wanted, wanted.expected, sha, moved))
-        record = cache.CacheRecord(wanted.key, sha, size, wanted.url, "cache", wanted.name, wanted.tag)
+        verified = wanted.hash_from if wanted.expected else ""
+        record = cache.CacheRecord(wanted.key, sha, size, wanted.url, "cache", wanted.name, wanted.tag, 0.0, verified)
         cache.write_record(record)
     elif wanted.expected and not record.sha256.startswith(wanted.expected):
         return None
-    return FetchResult(wanted.name, wanted.tag, dest, record.sha256, size, "cache")
+    verified = record.verified or (wanted.hash_from if wanted.expected else "")
+    return FetchResult(wanted.name, wanted.tag, dest, record.sha256, size, "cache", verified, record.commit or None)
 
 
-def _from_torch_hub(wanted: _Wanted, dest: Path) -> FetchResult | None:
-    """Reuse `$TORCH_HOME/hub/checkpoints/<file name>` when its hash matches what the registry expects."""
-    candidate = cache.torch_hub_dir() / Path(wanted.key).name
-    if not wanted.expected or not candidate.is_file():
+def _from_shared_caches(wanted: _Wanted, dest: Path) -> FetchResult | None:
+    """Reuse the file from the Hugging Face cache (a hub file) or `$TORCH_HOME/hub/checkpoints` (any other)
+    when its sha256 matches what is expected (for a hub file, at least its blob name); no download."""
+    hub = hub_caches.hub_file(wanted.url)
+    if hub is not None:
+        found = hub_caches.find_in_hub_cache(hub, wanted.expected)
+    else:
+        found = hub_caches.find_in_torch_hub(wanted.url, wanted.expected)
+    if found is None:
         return None
-    sha = cache.hash_file(candidate)
-    if not sha.startswith(wanted.expected):
-        return None
-    cache.place_file(candidate, dest)
+    cache.place_file(found.path, dest, root=cache.weights_dir())
     size = dest.stat().st_size
-    cache.write_record(cache.CacheRecord(wanted.key, sha, size, wanted.url, str(candidate), wanted.name, wanted.tag))
-    return FetchResult(wanted.name, wanted.tag, dest, sha, size, "torch hub cache")
+    verified = wanted.hash_from if wanted.expected else "hub"  # else: the blob's name, the hub's sha256
+    record = cache.CacheRecord(
+        wanted.key, found.sha256, size, wanted.url, str(found.path), wanted.name, wanted.tag, 0.0, verified
+    )
+    record.commit = found.commit or ""
+    cache.write_record(record)
+    return FetchResult(wanted.name, wanted.tag, dest, found.sha256, size, found.where, verified, found.commit)
+
+
+def _shared(result: FetchResult, wanted: _Wanted, share: bool, only_missing: bool = False) -> FetchResult:
+    """`result`, placed in the cache its library reads when `share`, with notes on what was not done."""
+    notes = list(result.notes)
+    if not result.verified:
+        notes.append(f"{Path(wanted.key).name} was checked against nothing: no hash is known for it")
+    placed = hub_caches.share(result.path, wanted.url, result.sha256, result.commit, only_missing) if share else None
+    shared = result.shared
+    if placed is not None and placed.path is not None:
+        shared = (*shared, str(placed.path))
+    elif placed is not None and placed.note:
+        notes.append(f"not placed in the {placed.where}: {placed.note}")
+    return replace(result, shared=shared, notes=tuple(notes))
 
 
 def _download_first(wanted: _Wanted, dest: Path, urls: list[str], progress: Progress | None) -> FetchResult:
     part = cache.part_path(wanted.key)
     failures = []
     started = time.monotonic()  # the file's deadline (zoo.weights.retrying) counts from here, across its URLs
+    hub = hub_caches.hub_file(wanted.url)
+    origin = hub_caches.endpoint_url(wanted.url)
     for url in urls:
+        answers: list[hub_caches.HubAnswer] = []  # what the hub said on each open (origin URL only)
+        opener = _hub_opener(url, answers) if hub is not None and url == origin else source_opener(url)
         try:
-            done = download(
-                source_opener(url), url, part, expected_size=wanted.size, progress=progress, started=started
-            )
+            done = download(opener, url, part, expected_size=wanted.size, progress=progress, started=started)
         except FetchError as exc:  # permanent (4xx), or transient retried until given up: try the next URL
-            failures.append(str(exc))
+            failures.append(f"{exc}{_gated_hint(hub, exc) if url == origin else ''}")
             if part.exists() and (not isinstance(exc, TransientError) or part.stat().st_size == 0):
                 part.unlink()
             continue
-        return _install(wanted, dest, part, done.sha256, done.size, url)
+        answer = answers[-1] if answers else hub_caches.HubAnswer()
+        if hub is not None and url != origin and not answer.sha256:  # from a zoo mirror: what its index says
+            answer = _mirror_answer(url, wanted.key)
+        if not wanted.expected and answer.sha256:
+            wanted = replace(wanted, sha256=answer.sha256, hash_from="hub" if url == origin else "mirror")
+        if wanted.size is None and answer.size is not None:
+            wanted = replace(wanted, size=answer.size)
+        return _install(wanted, dest, part, done.sha256, done.size, url, answer.commit)
     if len(failures) == 1:  # one URL: its error says it all
         raise FetchError(failures[0])
     raise FetchError(f"could not fetch {Path(wanted.key).name}: {'; '.join(failures)}")
 
 
-def _install(wanted: _Wanted, dest: Path, part: Path, sha: str, size: int, url: str) -> FetchResult:
+def _hub_opener(url: str, answers: list) -> Callable[[str, int], OpenedSource]:
+    """The URL's opener, sending HF_TOKEN to the hub (only), noting the hub's answer on each open."""
+    open_source = source_opener(url, hub_caches.auth_headers(url))
+
+    def opened(u: str, offset: int) -> OpenedSource:
+        result = open_source(u, offset)
+        answers.append(hub_caches.hub_answer(result.headers))
+        return result
+
+    return opened
+
+
+def _mirror_answer(url: str, key: str) -> hub_caches.HubAnswer:
+    """The sha256 and hub commit that a zoo mirror's `index.json` gives for `key` (none if it gives none)."""
+    if not url.endswith("/" + key):
+        return hub_caches.HubAnswer()
+    index_url = url[: -len(key)] + "index.json"
+    try:
+        opened = source_opener(index_url)(index_url, 0)
+        try:
+            files = json.loads(opened.stream.read(64 << 20))["files"]
+        finally:
+            opened.close()
+        entry = next(f for f in files if isinstance(f, dict) and f.get("file") == key)
+        headers = {"x-linked-etag": str(entry.get("sha256", "")), "x-repo-commit": str(entry.get("commit", ""))}
+    except (FetchError, OSError, ValueError, LookupError, TypeError, StopIteration):
+        return hub_caches.HubAnswer()
+    return hub_caches.hub_answer(headers)
+
+
+def _gated_hint(hub: hub_caches.HubFile | None, exc: FetchError) -> str:
+    if hub is None or not any(f"HTTP {code}" in str(exc) for code in (401, 403)):
+        return ""
+    if os.environ.get("HF_TOKEN"):
+        return f" (HF_TOKEN was sent: does its account have access to {hub.repo_id}?)"
+    return f" ({hub.repo_id} may be gated or private: set HF_TOKEN to a token with access to it)"
+
+
+def _install(
+    wanted: _Wanted, dest: Path, part: Path, sha: str, size: int, url: str, commit: str | None = None
+) -> FetchResult:
     if wanted.expected and not sha.startswith(wanted.expected) or wanted.size not in (None, size):
         bad = cache.bad_path(wanted.key)
         os.replace(part, bad)
@@ -192,12 +293,15 @@ def _install(wanted: _Wanted, dest: Path, part: Path, sha: str, size: int, url: 
             raise FetchError(_mismatch(wanted, wanted.expected, sha, bad, url))
         raise FetchError(f"{url}: got {size} bytes, the registry expects {wanted.size}; kept aside as {bad}")
     os.replace(part, dest)
-    cache.write_record(cache.CacheRecord(wanted.key, sha, size, wanted.url, url, wanted.name, wanted.tag))
-    return FetchResult(wanted.name, wanted.tag, dest, sha, size, url)
+    verified = wanted.hash_from if wanted.expected else ""
+    record = cache.CacheRecord(wanted.key, sha, size, wanted.url, url, wanted.name, wanted.tag, 0.0, verified)
+    record.commit = commit or ""
+    cache.write_record(record)
+    return FetchResult(wanted.name, wanted.tag, dest, sha, size, url, verified, commit)
 
 
 def _mismatch(wanted: _Wanted, expected: str, actual: str, moved: Path, url: str | None = None) -> str:
-    what = "full sha256" if wanted.sha256 else "hash prefix in its file name"
+    what = VERIFIED_BY[wanted.hash_from] if wanted.hash_from else "the hash prefix in its file name"
     origin = f" from {url}" if url else ""
     return (
         f"{wanted.key}{origin} failed verification: expected sha256 {expected} ({what}), got {actual}; "
@@ -211,8 +315,8 @@ def is_local(url: str) -> bool:
     return scheme in LOCAL_SCHEMES or bool(getattr(catalogues.weight_sources().get(scheme), "local", False))
 
 
-def source_opener(url: str) -> Callable[[str, int], OpenedSource]:
-    """`open(url, offset)` of the weight source registered for the URL's scheme."""
+def source_opener(url: str, headers: dict[str, str] | None = None) -> Callable[[str, int], OpenedSource]:
+    """`open(url, offset)` of the weight source registered for the URL's scheme (`headers` for http only)."""
     scheme = scheme_of(url)
     source = catalogues.weight_sources().get(scheme)
     if source is None:
@@ -220,6 +324,8 @@ def source_opener(url: str) -> Callable[[str, int], OpenedSource]:
     if source is None:
         known = ", ".join(catalogues.weight_sources().names()) or "http, https, file"
         raise FetchError(f"no weight source for URL scheme {scheme!r} in {url} (known: {known}); install its plugin")
+    if headers and isinstance(source, HttpSource):
+        return lambda u, offset: source.open(u, offset=offset, headers=headers)
     return lambda u, offset: source.open(u, offset=offset)
 
 

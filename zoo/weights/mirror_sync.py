@@ -75,6 +75,8 @@ def sync(
             "size": result.size,
             "url": selection.weights.url,
         }
+        if result.commit:  # a Hugging Face file's commit: a fetch through this mirror lays out the hub cache
+            index[key]["commit"] = result.commit
         results.append(result)
     write_text_atomic(
         index_path,
