@@ -88,11 +88,17 @@ def build_on_meta(qualified: str, kwargs: dict | None = None, device: str = "met
         return builder(weights=None, **kwargs), None
 
 
-def record_for(qualified: str, kwargs: dict | None = None) -> dict:
+def build(qualified: str, kwargs: dict | None = None):
+    """build_on_meta, or on the CPU for the few builders that need tensor values (torchvision's regnets compute
+    their widths with tensors; the meta device has none)."""
     try:
-        model, classifier = build_on_meta(qualified, kwargs)
-    except NotImplementedError:  # torchvision's regnets compute their widths with tensors: meta has no values
-        model, classifier = build_on_meta(qualified, kwargs, device="cpu")
+        return build_on_meta(qualified, kwargs)
+    except NotImplementedError:
+        return build_on_meta(qualified, kwargs, device="cpu")
+
+
+def record_for(qualified: str, kwargs: dict | None = None) -> dict:
+    model, classifier = build(qualified, kwargs)
     return signature_of(model, classifier)
 
 

@@ -190,3 +190,37 @@ def test_wrapped_checkpoints_are_identified(tmp_path, raw, layout, prefix):
     torch.save(state, path)
     fits = find_fitting_models(load_checkpoint(path).state_dict)
     assert ("torchvision:resnet18", "fits") in [(f.model, f.verdict) for f in fits]
+
+
+def test_zoo_adapt_takes_the_ema_or_the_raw_weights_and_says_which(tmp_path, raw):
+    from safetensors.torch import load_file
+
+    ema = {k: v * 1.5 if v.is_floating_point() else v for k, v in raw.items()}
+    path = tmp_path / "model_best.pth.tar"
+    torch.save(timm_train(prefixed(raw, "module."), ema), path)
+    runner = CliRunner()
+    for flag, expected, said in ((None, ema, "its EMA weights"), ("--no-ema", raw, "the raw weights, not its EMA")):
+        out = tmp_path / f"adapted{flag}.safetensors"
+        args = ["adapt", "torchvision:resnet18", "--from", str(path), "-o", str(out), *([flag] if flag else [])]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert said in result.output, result.output
+        adapted = load_file(out)
+        assert torch.equal(adapted["layer1.0.conv1.weight"], expected["layer1.0.conv1.weight"])
+        assert torch.equal(adapted["bn1.running_var"], expected["bn1.running_var"])
+    torch.save(timm_train(raw, None), path)
+    result = runner.invoke(app, ["adapt", "torchvision:resnet18", "--from", str(path), "--ema", "--dry-run"])
+    assert result.exit_code == 6 and "holds no EMA weights" in result.output, result.output
+
+
+def test_zoo_adapt_feeds_a_classifier_from_a_detector_backbone(tmp_path, detector_state):
+    from safetensors.torch import load_file
+
+    path = tmp_path / "fasterrcnn_resnet18_fpn.pth"
+    torch.save(detector_state, path)
+    out = tmp_path / "resnet18.safetensors"
+    result = CliRunner().invoke(app, ["adapt", "torchvision:resnet18", "--from", str(path), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    adapted = load_file(out)
+    for key in ("conv1.weight", "layer4.1.bn2.running_var", "layer3.0.downsample.0.weight"):
+        assert torch.equal(adapted[key], detector_state[f"backbone.body.{key}"]), key

@@ -58,6 +58,7 @@ class Source:
     file: str | None = None
     sha256: str | None = None
     derived: set[str] = field(default_factory=set)  # tensors a remap function computed (not in the file)
+    notes: list[str] = field(default_factory=list)  # what the loader unwrapped (EMA or raw weights, prefixes)
     architecture: nn.Module | None = None  # the source architecture built on the meta device, once needed
 
     def built(self) -> nn.Module | None:
@@ -71,7 +72,9 @@ def is_checkpoint_path(spec: str) -> bool:
     return os.path.exists(spec) or spec.lower().endswith(CHECKPOINT_SUFFIXES)
 
 
-def load_source(source: Any, from_weights: str | os.PathLike | None = None, trust_pickle: bool = False) -> Source:
+def load_source(
+    source: Any, from_weights: str | os.PathLike | None = None, trust_pickle: bool = False, ema: bool | None = None
+) -> Source:
     """A Source from a registry spec (fetched, or fed by `from_weights`), a checkpoint path, a dict or a module."""
     from torch import nn
 
@@ -83,8 +86,8 @@ def load_source(source: Any, from_weights: str | os.PathLike | None = None, trus
         return Source("<state dict>", dict(source))
     spec = os.fspath(source)
     if from_weights is None and is_checkpoint_path(spec):
-        checkpoint = load_checkpoint(spec, trust_pickle=trust_pickle)
-        return Source(Path(spec).name, checkpoint.state_dict, file=str(spec))
+        checkpoint = load_checkpoint(spec, trust_pickle=trust_pickle, ema=ema)
+        return Source(Path(spec).name, checkpoint.state_dict, file=str(spec), notes=checkpoint.notes())
     selection = resolve(spec)
     sha256 = None
     if from_weights is not None:
@@ -94,8 +97,9 @@ def load_source(source: Any, from_weights: str | os.PathLike | None = None, trus
 
         result = fetch(selection)
         path, sha256 = result.path, result.sha256
-    checkpoint = load_checkpoint(path, trust_pickle=trust_pickle)
-    return Source(selection.name, checkpoint.state_dict, spec=spec, file=str(path), sha256=sha256)
+    checkpoint = load_checkpoint(path, trust_pickle=trust_pickle, ema=ema)
+    notes = checkpoint.notes()
+    return Source(selection.name, checkpoint.state_dict, spec=spec, file=str(path), sha256=sha256, notes=notes)
 
 
 def _accepts(spec: Any, name: str) -> bool | None:
@@ -518,6 +522,7 @@ def adapt(
     output_format: str | None = None,
     report_path: str | os.PathLike | None = None,
     trust_pickle: bool = False,
+    ema: bool | None = None,
     rtol: float = 1e-4,
     atol: float = 1e-5,
 ) -> tuple[nn.Module, AdaptReport]:
@@ -540,7 +545,7 @@ def adapt(
         timings[name] = now - clock
         clock = now
 
-    loaded = load_source(source, from_weights, trust_pickle)
+    loaded = load_source(source, from_weights, trust_pickle, ema)
     lap("read source")
     kwargs = dict(kwargs or {})
     if isinstance(target, str):
@@ -564,6 +569,7 @@ def adapt(
         raise UserInputError("--verify needs a source architecture: name a registry model (with --from-weights)")
     source_model = (loaded.model or loaded.built()) if verify and not dry_run else None
     plan, tensors = plan_load(model, loaded, built.spec, rules, num_classes, in_chans, source_model)
+    plan.notes[:0] = loaded.notes
     lap("plan")
     report = AdaptReport(
         built.spec, loaded.spec or loaded.name, loaded.file, loaded.sha256, built.kwargs, init, plan, timings=timings

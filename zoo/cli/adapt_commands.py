@@ -71,6 +71,10 @@ def adapt_command(
     trust_pickle: Annotated[
         bool, typer.Option("--trust-pickle", help="Allow pickles that need arbitrary code.")
     ] = False,
+    ema: Annotated[
+        bool | None,
+        typer.Option("--ema/--no-ema", help="A training checkpoint's EMA weights or raw ones (default: EMA if any)."),
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the full report (every key) as JSON.")] = False,
 ) -> None:
     """Load pretrained weights into a (modified) architecture, with a load plan and a numerical proof.
@@ -104,6 +108,7 @@ def adapt_command(
             output_format=output_format,
             report_path=report,
             trust_pickle=trust_pickle,
+            ema=ema,
         )
     except AdaptError as exc:
         if exc.report is not None:

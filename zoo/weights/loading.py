@@ -55,6 +55,13 @@ class Checkpoint:
     unwrapped: list[str] = field(default_factory=list)
     ema: bool | None = None  # True: EMA weights chosen; False: the raw ones though EMA weights are there
 
+    def notes(self) -> list[str]:
+        """What was unwrapped, in words for a report (`zoo adapt` prints them)."""
+        if not self.unwrapped:
+            return []
+        which = {True: "; its EMA weights (--no-ema for the raw ones)", False: "; the raw weights, not its EMA"}
+        return [f"{self.path.name}: unwrapped {' -> '.join(self.unwrapped)}{which.get(self.ema, '')}"]
+
 
 def detect_format(path: Path) -> str:
     """ "zip" (torch.save), "legacy" (torch.save before 1.6) or "safetensors", from the file's first bytes."""
