@@ -28,9 +28,9 @@ def test_list_table_and_json():
     result = runner.invoke(app, ["list", "resnet*", "--exclude", "*18*", "--family", "torchvision"])
     assert result.exit_code == 0, result.output
     assert "torchvision:resnet50" in result.output and "resnet18" not in result.output
-    data = json.loads(runner.invoke(app, ["list", "timm:convnext_*", "--json"]).output)
-    assert [m["name"] for m in data][:2] == ["timm:convnext_atto", "timm:convnext_nano"]
-    assert all(m["family"] == "timm" and m["default_weights"] for m in data)
+    data = json.loads(runner.invoke(app, ["list", "timm:convnext_*", "--json", "--pretrained"]).output)
+    assert [m["name"] for m in data][:2] == ["timm:convnext_atto", "timm:convnext_atto_ols"]
+    assert all(m["family"] == "timm" and m["default_weights"] and m["task"] == "classification" for m in data)
 
 
 def test_info_shows_every_weight_set_and_cache_state(isolated_zoo):
@@ -48,9 +48,8 @@ def test_info_shows_every_weight_set_and_cache_state(isolated_zoo):
 def test_unknown_name_is_a_one_line_error_with_exit_code():
     result = runner.invoke(app, ["info", "resnet5"])
     assert result.exit_code == 4
-    assert result.output.strip().splitlines() == [
-        "Error: unknown model 'resnet5'; did you mean resnet50, resnet50d, resnet152? (`zoo list` shows every model)"
-    ]
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("Error: unknown model 'resnet5'; did you mean resnet50, ") and "zoo list" in line
 
 
 def zoo_process(*args: str, **env: str) -> subprocess.CompletedProcess:

@@ -19,15 +19,68 @@ def _patterns(value: str | Iterable[str] | None) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
+def query_rows(
+    include: str | Iterable[str] | None = None,
+    exclude: str | Iterable[str] | None = None,
+    *,
+    weights: bool = False,
+    family: str | None = None,
+    task: str | None = None,
+    pretrained: bool = False,
+    input_size: str | tuple[int, ...] | None = None,
+    min_params: str | float | None = None,
+    max_params: str | float | None = None,
+    min_gmacs: float | None = None,
+    max_gmacs: float | None = None,
+    min_top1: float | None = None,
+    max_top1: float | None = None,
+    sort: str | None = None,
+    reverse: bool = False,
+) -> list[Selection]:
+    """The models (each with its first matching weight set), or with `weights=True` the weight sets, a query
+    selects; see list_models."""
+    from zoo.registry.query import Query, parse_count, parse_input_size, select_models, select_weights
+
+    query = Query(
+        tuple(_patterns(include)),
+        tuple(_patterns(exclude)),
+        family=family,
+        task=task,
+        pretrained=pretrained,
+        input_size=parse_input_size(input_size) if isinstance(input_size, str) else input_size,
+        min_params=parse_count(min_params, "--min-params"),
+        max_params=parse_count(max_params, "--max-params"),
+        min_gmacs=min_gmacs,
+        max_gmacs=max_gmacs,
+        min_top1=min_top1,
+        max_top1=max_top1,
+        sort=sort,
+        reverse=reverse,
+    )
+    registry = catalogues.models()
+    if family is not None and family not in registry.families():
+        raise UnknownModelError(f"unknown family {family!r}; families: {', '.join(registry.families()) or 'none'}")
+    return (select_weights if weights else select_models)(registry, query)
+
+
 def list_models(
     include: str | Iterable[str] | None = None,
     exclude: str | Iterable[str] | None = None,
     family: str | None = None,
     pretrained: bool = False,
+    **query: Any,
 ) -> list[str]:
-    """Names (`family:name`) of registered models matching fnmatch `include` and not `exclude` patterns."""
-    entries = catalogues.models().select(_patterns(include), _patterns(exclude), family, pretrained)
-    return [entry.qualified_name for entry in entries]
+    """Names of the registered models that fnmatch `include` (on `name`, `family:name`, aliases and `name.tag`)
+    and not `exclude`, as `family:name`; with `weights=True`, one `family:name.tag` per matching weight set.
+
+    Filters: `task` (classification, detection, segmentation, video, optical_flow, quantized), `input_size`
+    ("224", "384x384", "3x16x112x112"), `min_params`/`max_params` (a number or "10M"), `min_gmacs`/`max_gmacs`,
+    `min_top1`/`max_top1`; `sort` by name, params, gmacs (ascending) or top1 (best first), `reverse`.
+    """
+    rows = query_rows(include, exclude, family=family, pretrained=pretrained, **query)
+    if query.get("weights"):
+        return [f"{row.entry.family}:{row.name}" for row in rows]
+    return [row.entry.qualified_name for row in rows]
 
 
 def get_entry(name: str) -> ModelEntry:
@@ -40,11 +93,18 @@ def resolve(name: str) -> Selection:
     return catalogues.models().resolve(name)
 
 
+def find_file(file_name: str) -> Selection | None:
+    """The weight set whose file (today's, or a legacy one like `resnet18-5c106cde.pth`) is named `file_name`."""
+    return catalogues.models().find_file(file_name)
+
+
 def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
-    """Build `[family:]name[.tag]` through its family's builder, for that weight set.
+    """Build `[family:]name[.tag]` through its family's builder, for that weight set, with random weights
+    unless `pretrained` (no download otherwise, whatever the task: detection backbones included).
 
     The builder gets the entry's `builder_kwargs`, then the weight set's (`vit_b_16.swag_e2e_in1k` is
-    built at 384), then `kwargs`, each overriding the one before.
+    built at 384, `timm:vit_base_patch16_224.augreg_in21k` with its 21,843-class head), then `kwargs`,
+    each overriding the one before.
     """
     selection = resolve(name)
     entry = selection.entry

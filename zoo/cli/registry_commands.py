@@ -7,35 +7,121 @@ from typing import Annotated
 import typer
 
 from zoo.cli.app import new_typer
-from zoo.cli.output import JsonOption, console, print_json, table
-from zoo.registry.records import ModelEntry, WeightSet
+from zoo.cli.output import JsonOption, console, print_columns, print_json, table
+from zoo.registry.records import ModelEntry, Selection, WeightSet
 
 commands = new_typer()  # added to `zoo` by zoo.cli.app.ZooGroup when one of its commands runs
+
+
+def _filter(help_text: str, *names: str):
+    """An option shown under "Filters" in `zoo list --help`."""
+    return typer.Option(*names, help=help_text, rich_help_panel="Filters")
 
 
 @commands.command("list")
 def list_command(
     patterns: Annotated[
-        list[str] | None, typer.Argument(help="fnmatch patterns, e.g. 'resnet*' or 'timm:vit_*'.")
+        list[str] | None,
+        typer.Argument(
+            help="fnmatch patterns on names and name.tag: 'resnet*', 'timm:vit_*', '*in22k*', 'resnet50.*'."
+        ),
     ] = None,
-    exclude: Annotated[list[str] | None, typer.Option("--exclude", "-x", help="Leave out names matching this.")] = None,
-    family: Annotated[str | None, typer.Option(help="Only this family (torchvision, timm, ...).")] = None,
-    pretrained: Annotated[bool, typer.Option("--pretrained", help="Only models with weights.")] = False,
+    exclude: Annotated[
+        list[str] | None, typer.Option("--exclude", "-x", help="Leave out names (and name.tag) matching this.")
+    ] = None,
+    weights: Annotated[
+        bool, typer.Option("--weights", "-w", help="One line per weight set (name.tag), not per model.")
+    ] = False,
+    family: Annotated[str | None, _filter("Only this family (torchvision, timm, ...).")] = None,
+    task: Annotated[
+        str | None, _filter("classification, detection, segmentation, video, optical_flow or quantized.")
+    ] = None,
+    pretrained: Annotated[bool, _filter("Only models with weights.", "--pretrained")] = False,
+    input_size: Annotated[
+        str | None,
+        _filter("Weights evaluated at this size: 224, 384x384, 3x16x112x112."),
+    ] = None,
+    min_params: Annotated[str | None, _filter("At least this many parameters: 5M, 1.5B.")] = None,
+    max_params: Annotated[str | None, _filter("At most this many parameters: 10M.")] = None,
+    min_gmacs: Annotated[float | None, _filter("At least this many GMACs.")] = None,
+    max_gmacs: Annotated[float | None, _filter("At most this many GMACs.")] = None,
+    min_top1: Annotated[float | None, _filter("ImageNet top-1 at least this (%).")] = None,
+    max_top1: Annotated[float | None, _filter("ImageNet top-1 at most this (%).")] = None,
+    sort: Annotated[
+        str | None,
+        _filter("name, params, gmacs (smallest first) or top1 (best first)."),
+    ] = None,
+    reverse: Annotated[bool, _filter("Reverse the order.", "--reverse")] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """List registered models."""
-    from zoo.registry import catalogues
+    """List registered models, or with --weights every weight set; filter, sort, or print JSON."""
+    from zoo.api import query_rows
 
-    entries = catalogues.models().select(patterns or [], exclude or [], family, pretrained)
+    rows = query_rows(
+        patterns or [],
+        exclude or [],
+        weights=weights,
+        family=family,
+        task=task,
+        pretrained=pretrained,
+        input_size=input_size,
+        min_params=min_params,
+        max_params=max_params,
+        min_gmacs=min_gmacs,
+        max_gmacs=max_gmacs,
+        min_top1=min_top1,
+        max_top1=max_top1,
+        sort=sort,
+        reverse=reverse,
+    )
+    if weights:
+        _print_weights(rows, json_output)
+    else:
+        _print_models(rows, json_output)
+
+
+def _print_models(rows: list[Selection], json_output: bool) -> None:
     if json_output:
-        print_json([_entry_summary(e) for e in entries])
+        print_json([_entry_summary(r.entry, r.weights) for r in rows])
         return
-    rows = [
-        (e.qualified_name, e.default_weights.tag if e.weights else "-", len(e.weights), _top1(e), e.plugin)
-        for e in entries
+    columns = ("model", "task", "weights", "sets", "params", "top-1", "plugin")
+    cells = [
+        (
+            r.entry.qualified_name,
+            r.entry.task,
+            r.weights.tag if r.weights else "-",
+            len(r.entry.weights),
+            _count(_params(r)),
+            r.weights.top1 if r.weights else None,
+            r.entry.plugin,
+        )
+        for r in rows
     ]
-    console.print(table(None, ("model", "default weights", "weight sets", "top-1", "plugin"), rows))
-    console.print(f"{len(entries)} models", style="dim")
+    print_columns(columns, cells)
+    print(f"{len(rows)} models")
+
+
+def _print_weights(rows: list[Selection], json_output: bool) -> None:
+    if json_output:
+        print_json([_weights_summary(r) for r in rows])
+        return
+    columns = ("weights", "task", "input", "classes", "params", "GMACs", "top-1", "license")
+    cells = [
+        (
+            f"{r.entry.family}:{r.name}",
+            r.entry.task,
+            _input(r.weights),
+            r.weights.num_classes,
+            _count(_params(r)),
+            r.weights.gmacs,
+            r.weights.top1,
+            r.weights.license,
+        )
+        for r in rows
+        if r.weights is not None
+    ]
+    print_columns(columns, cells)
+    print(f"{len(rows)} weight sets")
 
 
 @commands.command("info")
@@ -54,7 +140,10 @@ def info_command(
         data["weights"] = [_weights_detail(w) for w in entry.weights]
         print_json(data)
         return
-    console.print(f"[bold]{entry.qualified_name}[/]  builder {entry.builder}  plugin {entry.plugin}")
+    params = f"  {_count(entry.params)} parameters" if entry.params else ""
+    console.print(
+        f"[bold]{entry.qualified_name}[/]  {entry.task}{params}  builder {entry.builder}  plugin {entry.plugin}"
+    )
     if entry.aliases:
         console.print(f"aliases: {', '.join(entry.aliases)}")
     if entry.remap:
@@ -63,7 +152,8 @@ def info_command(
         (
             w.tag + (" *" if i == 0 else ""),
             w.num_classes,
-            "x".join(map(str, w.input_size)) if w.input_size else "",
+            _input(w),
+            _count(w.params),
             w.top1,
             w.gmacs,
             _size(w),
@@ -71,25 +161,57 @@ def info_command(
         )
         for i, w in enumerate(entry.weights)
     ]
-    columns = ("weights (* default)", "classes", "input", "top-1", "GMACs", "size", "cached")
+    columns = ("weights (* default)", "classes", "input", "params", "top-1", "GMACs", "size", "cached")
     console.print(table(None, columns, rows))
     for w in entry.weights:
         check = f"sha256 {w.sha256}" if w.sha256 else f"sha256 prefix {w.hash_prefix}" if w.hash_prefix else "no hash"
         built = "".join(f"; built with {k}={v!r}" for k, v in w.builder_kwargs.items())
         console.print(f"{w.tag}: {w.url} ({check}{built})", soft_wrap=True)
+        for url in w.legacy_urls:
+            console.print(f"  legacy file: {url}", soft_wrap=True)
 
 
-def _entry_summary(entry: ModelEntry) -> dict:
-    return {
+def _entry_summary(entry: ModelEntry, shown: WeightSet | None = None) -> dict:
+    data = {
         "name": entry.qualified_name,
         "family": entry.family,
+        "task": entry.task,
         "builder": entry.builder,
         "aliases": list(entry.aliases),
         "default_weights": entry.default_weights.tag if entry.weights else None,
         "weights": [w.tag for w in entry.weights],
+        "params": entry.params,
         "remap": entry.remap,
         "tags": list(entry.tags),
         "plugin": entry.plugin,
+    }
+    if shown is not None:  # the weight set a listing matched (the default unless a pattern or filter chose)
+        data.update(matched_weights=shown.tag, top1=shown.top1, gmacs=shown.gmacs)
+    return data
+
+
+def _weights_summary(row: Selection) -> dict:
+    weights = row.weights
+    assert weights is not None
+    return {
+        "name": f"{row.entry.family}:{row.name}",
+        "model": row.entry.qualified_name,
+        "tag": weights.tag,
+        "family": row.entry.family,
+        "task": row.entry.task,
+        "url": weights.url,
+        "file_name": weights.file_name,
+        "format": weights.format,
+        "expected_hash": weights.expected_hash,
+        "num_classes": weights.num_classes,
+        "input_size": list(weights.input_size) if weights.input_size else None,
+        "params": _params(row),
+        "gmacs": weights.gmacs,
+        "top1": weights.top1,
+        "top5": weights.top5,
+        "license": weights.license,
+        "legacy_urls": list(weights.legacy_urls),
+        "plugin": row.entry.plugin,
     }
 
 
@@ -103,9 +225,22 @@ def _weights_detail(weights: WeightSet) -> dict:
     return data
 
 
-def _top1(entry: ModelEntry):
-    weights = entry.default_weights
-    return weights.top1 if weights else None
+def _params(row: Selection) -> int | None:
+    return (row.weights.params if row.weights else None) or row.entry.params
+
+
+def _count(value: int | None) -> str | None:
+    """25557032 as 25.6M."""
+    if not value:
+        return None
+    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if value >= size:
+            return f"{value / size:.1f}{suffix}"
+    return str(value)
+
+
+def _input(weights: WeightSet | None) -> str:
+    return "x".join(map(str, weights.input_size)) if weights and weights.input_size else ""
 
 
 def _size(weights: WeightSet) -> str:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import difflib
-import fnmatch
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
-from zoo.errors import DuplicateError, UnknownModelError
-from zoo.registry.records import ModelEntry, Selection
+from zoo.errors import DuplicateError, UnknownModelError, UserInputError
+from zoo.registry.records import ModelEntry, Selection, WeightSet, file_name_from_url
 
 T = TypeVar("T")
+
+
+class MisnamedFileError(UserInputError):
+    """A file's name says it is a known weight set's file (e.g. `resnet18-5c106cde.pth`) but its content differs."""
 
 
 @dataclass(frozen=True)
@@ -77,9 +80,11 @@ class ModelRegistry:
 
     def __init__(self) -> None:
         self.entries: Catalogue[ModelEntry] = Catalogue("model")
+        self._files: dict[str, Selection] | None = None  # file name -> weight set, built on first look-up
 
     def add(self, entry: ModelEntry, overrides: str | None = None) -> None:
         self.entries.add(entry.qualified_name, entry, entry.plugin, overrides)
+        self._files = None
 
     def __iter__(self):
         return (entry for _, entry in self.entries.items())
@@ -117,26 +122,70 @@ class ModelRegistry:
         family: str | None = None,
         pretrained: bool = False,
     ) -> list[ModelEntry]:
-        """Entries whose name (or `family:name`) matches any include pattern and no exclude pattern."""
-        include, exclude = list(include), list(exclude)
+        """Entries whose name, `family:name`, alias or `name.tag` matches an include pattern and no exclude one.
 
-        def matches(entry: ModelEntry, patterns: list[str]) -> bool:
-            keys = (entry.name, entry.qualified_name, *entry.aliases)
-            return any(fnmatch.fnmatchcase(key, p) for key in keys for p in patterns)
+        zoo.registry.query has the filters, sorting and the per-weight-set view (`zoo list`, `list_models`).
+        """
+        from zoo.registry.query import Query, select_models
 
-        return [
-            e
-            for e in self
-            if (not include or matches(e, include))
-            and not matches(e, exclude)
-            and (family is None or e.family == family)
-            and (not pretrained or e.weights)
-        ]
+        query = Query(tuple(include), tuple(exclude), family=family, pretrained=pretrained)
+        return [row.entry for row in select_models(self, query)]
+
+    def find_file(self, file_name: str) -> Selection | None:
+        """The weight set whose file is named `file_name`, today's or a legacy one; None if none is.
+
+        A legacy file (`resnet18-5c106cde.pth`, a URL in a weight set's `legacy_urls`) comes back as that
+        weight set with the legacy URL, file name and hash prefix: fetch, import, inspect and the torch hub
+        cache take it like any weight set.
+        """
+        if self._files is None:
+            files: dict[str, Selection] = {}
+            for entry in self:
+                for weights in entry.weights:
+                    files.setdefault(weights.file_name, Selection(entry, weights))
+                    for url in weights.legacy_urls:
+                        files.setdefault(file_name_from_url(url), Selection(entry, legacy_weights(weights, url)))
+            self._files = files
+        return self._files.get(file_name)
+
+    def find_by_hash(self, sha256: str) -> list[Selection]:
+        """Every weight set, or legacy file of one, whose sha256 (or file-name hash prefix) `sha256` matches."""
+        sha256 = sha256.lower()
+        self.find_file("")  # builds the index of files
+        assert self._files is not None
+        found = []
+        for selection in self._files.values():
+            expected = selection.weights.expected_hash if selection.weights else None
+            if expected and sha256.startswith(expected):
+                found.append(selection)
+        return found
+
+    def check_file(self, file_name: str, sha256: str) -> Selection | None:
+        """The weight set a file's name claims it is, if its content agrees; None when the name claims none.
+
+        Raises MisnamedFileError naming the weight set and both hashes when the content differs.
+        """
+        selection = self.find_file(file_name)
+        if selection is None or selection.weights is None:
+            return None
+        weights = selection.weights
+        expected = weights.expected_hash
+        if expected and not sha256.lower().startswith(expected):
+            what = "a legacy file of" if "legacy_of" in weights.meta else "the file of"
+            kind = "sha256" if weights.sha256 else "sha256 prefix"
+            raise MisnamedFileError(
+                f"{file_name} is named as {what} {selection.entry.qualified_name}.{weights.tag} ({kind} {expected}), "
+                f"but its content has sha256 {sha256}: it is not that file (damaged, or another file renamed); "
+                "refused"
+            )
+        return selection
 
     def suggest(self, name: str, count: int = 3) -> list[str]:
         """The `count` registered names closest to `name`."""
-        known = {key for e in self for key in (e.name, *e.aliases)}
-        return difflib.get_close_matches(name, sorted(known), n=count, cutoff=0.0)
+        known = sorted({key for e in self for key in (e.name, *e.aliases)})
+        # a cutoff lets difflib skip most of ~1,500 names quickly; with none that close, the closest at all
+        close = difflib.get_close_matches(name, known, n=count, cutoff=0.6)
+        return close or difflib.get_close_matches(name, known, n=count, cutoff=0.0)
 
     def _unknown_message(self, spec: str, family: str) -> str:
         if family and family not in self.families():
@@ -144,3 +193,19 @@ class ModelRegistry:
         close = self.suggest(spec.rpartition(":")[2].partition(".")[0])
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         return f"unknown model {spec!r}{hint} (`zoo list` shows every model)"
+
+
+def legacy_weights(weights: WeightSet, url: str) -> WeightSet:
+    """`weights` as its legacy file at `url`: that URL, its file name and the hash prefix the name carries."""
+    return replace(
+        weights,
+        url=url,
+        file_name="",
+        mirrors=(),
+        legacy_urls=(),
+        sha256=None,
+        hash_prefix=None,
+        size=None,
+        format="pth" if not url.endswith(".safetensors") else "safetensors",
+        meta={**weights.meta, "legacy_of": weights.url},
+    )

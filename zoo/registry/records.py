@@ -53,6 +53,9 @@ class WeightSet:
     url: str
     file_name: str = ""
     mirrors: tuple[str, ...] = ()
+    # Older files of the same weights, each with its own `-<sha256 prefix>.` name (torchvision's pre-0.13
+    # resnet50-19c8e357.pth, timm's GitHub releases); see ModelRegistry.find_file.
+    legacy_urls: tuple[str, ...] = ()
     sha256: str | None = None
     hash_prefix: str | None = None
     size: int | None = None
@@ -118,6 +121,7 @@ class ModelEntry:
     description: str = ""
     # One of TASKS. Left at the default, it is taken from `tags` when they name a task ("quantized" is a tag).
     task: str = "classification"
+    params: int | None = None  # of the model its builder builds by default (a weight set's may differ)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "builder_kwargs", frozen(self.builder_kwargs))

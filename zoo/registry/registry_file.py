@@ -30,6 +30,7 @@ _MODEL_FIELDS: dict[str, tuple[type | tuple[type, ...], bool]] = {
     "remap": (str, False),
     "tags": (list, False),
     "task": (str, False),
+    "params": (int, False),
     "description": (str, False),
     "weights": (list, False),
 }
@@ -38,6 +39,7 @@ _WEIGHT_FIELDS: dict[str, tuple[type | tuple[type, ...], bool]] = {
     "url": (str, True),
     "file_name": (str, False),
     "mirrors": (list, False),
+    "legacy_urls": (list, False),
     "sha256": (str, False),
     "hash_prefix": (str, False),
     "size": (int, False),
@@ -198,6 +200,8 @@ def _parse_model(raw: Any, where: str, plugin: str) -> ModelEntry:
         raise RegistryFileError(f"{where}: field 'family' must not contain ':' (it separates family and name)")
     for name in ("name", "family"):
         _safe(raw[name], where, name)  # `zoo convert` writes DIR/<family>/<name>.onnx
+    if raw.get("params") is not None and raw["params"] <= 0:
+        raise RegistryFileError(f"{where}: field 'params' must be positive, got {raw['params']!r}")
     if raw.get("task", TASKS[0]) not in TASKS:
         raise RegistryFileError(f"{where}: field 'task' must be one of {', '.join(TASKS)}, got {raw['task']!r}")
     weights = tuple(_parse_weights(w, f"{where} weights[{i}]") for i, w in enumerate(raw.get("weights", [])))
@@ -215,6 +219,7 @@ def _parse_model(raw: Any, where: str, plugin: str) -> ModelEntry:
         remap=raw.get("remap"),
         tags=tuple(_strings(raw, "tags", where)),
         task=raw.get("task", TASKS[0]),
+        params=raw.get("params"),
         plugin=plugin,
         description=raw.get("description", ""),
         **_extra(raw, _MODEL_LISTED),
@@ -260,6 +265,7 @@ def _weight_set(raw: dict, fmt: str, input_size: tuple | None, where: str) -> We
         url=raw["url"],
         file_name=raw.get("file_name", ""),
         mirrors=tuple(_strings(raw, "mirrors", where)),
+        legacy_urls=tuple(_strings(raw, "legacy_urls", where)),
         sha256=raw.get("sha256"),
         hash_prefix=raw.get("hash_prefix"),
         size=raw.get("size"),
