@@ -1,18 +1,18 @@
-"""Benchmark `zoo convert` against the loop a user would write instead.
+"""Benchmark `zoo convert` against the loop a user would write instead, and its rate over a torchvision sweep.
 
-The models: torchvision's classification models whose default weights are under --max-mb (file_size_mb
-in the registry), the --limit smallest. No network here, so the benchmark generates their weights
-(seeded, non-trivial: random-init logits are near-constant, which makes zoo verify twice) and
-registers them through a ZOO_REGISTRY file with file:// URLs and sha256, as a company mirror would.
-Three runs, one after another, on the same weights:
+1. Six torchvision models (the issue's: resnet18 mobilenet_v3_small squeezenet1_0 shufflenet_v2_x0_5
+   mnasnet0_5 regnet_x_400mf), random weights, one after another in one run:
+   - baseline: one process, for each model `torch.onnx.export(dynamo=True)` with a dynamic batch, then
+     `onnxsim.simplify`, then `onnx.save` (no verification);
+   - `zoo convert ... --weights none --jobs 2`: two warm workers, export + onnxsim + onnxruntime
+     verification at three batch sizes; the target is at most 0.6x the loop's wall time.
+   From zoo's manifest: each model's worker time split into the exporter call and everything else (the
+   warm worker's per-model overhead), and whether a model was exported twice (a degenerate reference).
+2. `--sweep`: `zoo convert --all --family torchvision -o DIR --weights none --jobs 2` (or only the models
+   matching `--sweep-pattern`), models per minute and the per-family report.
 
-- baseline: one process, for each model `torch.load` + `torch.onnx.export(dynamo=True)` with a dynamic
-  batch, then `onnxsim.simplify`, then `onnx.save` (no verification);
-- `zoo convert --jobs 2` (each model in its own worker, export + onnxsim + onnxruntime verification);
-- `zoo convert --jobs 1`.
-
-Prints wall times, ratios and the load average (the machine may be shared). Run:
-`python benchmarks/convert.py [--max-mb 30] [--limit N]`.
+Prints wall times, ratios and the load average (the machine may be shared). Run from the repository root:
+`python -m benchmarks.convert [--sweep] [--sweep-pattern 'resnet*'] [--jobs 2]`.
 """
 
 from __future__ import annotations
@@ -26,14 +26,18 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.timing import user_env
+
+MODELS = ("resnet18", "mobilenet_v3_small", "squeezenet1_0", "shufflenet_v2_x0_5", "mnasnet0_5", "regnet_x_400mf")
+
 SEQUENTIAL = r"""
-import sys, time, warnings
+import sys, warnings
 import onnx, onnxsim, torch, torchvision
 warnings.filterwarnings("ignore")
-out, weights = sys.argv[1], sys.argv[2]
-for name in sys.argv[3:]:
+torch.manual_seed(0)
+out = sys.argv[1]
+for name in sys.argv[2:]:
     model = getattr(torchvision.models, name)(weights=None).eval()
-    model.load_state_dict(torch.load(f"{weights}/{name}-gen.pth", weights_only=True))
     x = torch.randn(2, 3, 224, 224)
     program = torch.onnx.export(model, (x,), dynamo=True, dynamic_shapes=({0: torch.export.Dim("batch")},),
                                 verbose=False)
@@ -43,54 +47,7 @@ for name in sys.argv[3:]:
 """
 
 
-GENERATE = r"""
-import hashlib, sys, torch, torchvision
-from zoo.exporting.verify import seed_weights
-directory = sys.argv[1]
-for name in sys.argv[2:]:
-    model = getattr(torchvision.models, name)(weights=None).eval()
-    seed_weights(model, 0)
-    path = f"{directory}/{name}-gen.pth"
-    torch.save(model.state_dict(), path)
-    print(name, hashlib.sha256(open(path, "rb").read()).hexdigest())
-"""
-
-
-def small_models(max_mb: float, limit: int | None, exclude: list[str] = ()) -> list[str]:
-    import fnmatch
-
-    from zoo.registry import catalogues
-
-    entries = [
-        e
-        for e in catalogues.models()
-        if e.family == "torchvision"
-        and e.default_weights is not None
-        and (e.default_weights.file_size_mb or 1e9) < max_mb
-        and not any(fnmatch.fnmatchcase(e.name, p) for p in exclude)
-    ]
-    entries.sort(key=lambda e: e.default_weights.file_size_mb)
-    return sorted(e.name for e in entries[:limit])
-
-
-def registry_file(directory: Path, names: list[str]) -> Path:
-    """Generated weights for `names` and a registry file naming them `torchvision:gen_<name>`."""
-    done = subprocess.run(
-        [sys.executable, "-c", GENERATE, str(directory), *names], capture_output=True, text=True, check=True
-    )
-    hashes = dict(line.split() for line in done.stdout.splitlines())
-    blocks = [
-        f'[[models]]\nname = "gen_{name}"\nfamily = "torchvision"\nbuilder = "torchvision.models:{name}"\n'
-        f'[[models.weights]]\ntag = "gen"\nurl = "{(directory / f"{name}-gen.pth").as_uri()}"\n'
-        f'sha256 = "{hashes[name]}"\ninput_size = [3, 224, 224]\n'
-        for name in names
-    ]
-    path = directory / "generated.toml"
-    path.write_text("format = 1\n\n" + "\n".join(blocks))
-    return path
-
-
-def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float, subprocess.CompletedProcess]:
+def timed(command: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess]:
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     return time.perf_counter() - start, done
@@ -100,73 +57,82 @@ def load() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
+def zoo_convert(args: list[str], env: dict[str, str]) -> tuple[float, dict]:
+    command = [sys.executable, "-m", "zoo", "convert", *args, "--weights", "none", "--json", "--allow-failures"]
+    seconds, done = timed(command, env)
+    if done.returncode:
+        sys.exit(f"zoo convert failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return seconds, json.loads(done.stdout)
+
+
+def overheads(models: list[dict]) -> None:
+    """Each model's time in its warm worker: the exporter call, everything else, and the other stages."""
+    print(f"\n{'model':<34} {'worker s':>9} {'export s':>9} {'other s':>8} {'other %':>8}  stages (s)")
+    for row in sorted(models, key=lambda m: m["name"]):
+        seconds = row.get("seconds") or {}
+        work = (row.get("worker") or {}).get("seconds")
+        if not work or "export" not in seconds:
+            print(f"{row['name']:<34} {row['status']}: {row.get('error_class')}: {row.get('error')}")
+            continue
+        other = work - seconds["export"]
+        stages = " ".join(f"{k}={v:.2f}" for k, v in seconds.items() if k not in ("export", "total"))
+        twice = "  (exported twice: degenerate reference)" if row.get("notes") else ""
+        print(
+            f"{row['name']:<34} {work:9.2f} {seconds['export']:9.2f} {other:8.2f} "
+            f"{100 * other / seconds['export']:7.0f}%  {stages}{twice}"
+        )
+
+
+def six_models(jobs: int, env: dict[str, str], tmp: Path) -> None:
+    print(f"models: {', '.join(MODELS)}; cores: {os.cpu_count()}; load average before: {load()}", flush=True)
+    base, done = timed([sys.executable, "-c", SEQUENTIAL, str(tmp), *MODELS], env)
+    if done.returncode:
+        sys.exit(f"baseline failed:\n{done.stderr[-3000:]}")
+    print(f"sequential loop: {base:.1f} s (load {load()})", flush=True)
+    seconds, result = zoo_convert([*MODELS, "-o", str(tmp / "zoo"), "--jobs", str(jobs)], env)
+    models = result["models"]
+    verified = sum(1 for m in models if m.get("verified"))
+    print(f"zoo convert --jobs {jobs}: {seconds:.1f} s, {verified}/{len(models)} verified (load {load()})")
+    overheads(models)
+    print()
+    print(f"{'run':<48} {'wall s':>8} {'x sequential':>13}")
+    print(f"{'sequential torch.onnx.export + onnxsim':<48} {base:8.1f} {1:13.2f}")
+    print(f"{f'zoo convert --weights none --jobs {jobs} (verified)':<48} {seconds:8.1f} {seconds / base:13.2f}")
+    verdict = "met" if seconds <= 0.6 * base else "NOT met"
+    print(f"target <= 0.6x sequential: {verdict} ({seconds / base:.2f}x); load after: {load()}")
+
+
+def sweep(patterns: list[str], jobs: int, env: dict[str, str], tmp: Path) -> None:
+    selection = patterns or ["--all"]
+    args = [*selection, "--family", "torchvision", "-o", str(tmp / "sweep"), "--jobs", str(jobs)]
+    print(f"\nsweep: zoo convert {' '.join(selection)} --family torchvision --weights none --jobs {jobs}", flush=True)
+    seconds, result = zoo_convert(args, env)
+    models = result["models"]
+    print(
+        f"{len(models)} models in {seconds:.0f} s: {60 * len(models) / seconds:.1f} models/minute "
+        f"(load after: {load()}); {result['counts']}"
+    )
+    for family, counts in result["families"].items():
+        reasons = ", ".join(f"{reason} x{n}" for reason, n in counts["reasons"].items())
+        print(
+            f"  {family:<16} {counts['models']:>4} models {counts['exported']:>4} exported "
+            f"{counts['verified']:>4} verified {counts['failed']:>4} failed  {reasons}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--max-mb", type=float, default=30.0)
-    parser.add_argument("--limit", type=int, default=12, help="The N smallest of those models.")
-    parser.add_argument(
-        "--exclude",
-        action="append",
-        default=None,
-        help="Leave out these (default mnasnet*: zoo's checkpoint loader drops the state dict's "
-        "_metadata, which MNASNet's loader needs, so zoo fails them while the loop does not).",
-    )
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--sweep", action="store_true", help="Also run the torchvision sweep.")
+    parser.add_argument("--sweep-pattern", action="append", default=[], help="Sweep only these (repeatable).")
+    parser.add_argument("--skip-six", action="store_true", help="Only the sweep.")
     args = parser.parse_args()
-    names = small_models(args.max_mb, args.limit, ["mnasnet*"] if args.exclude is None else args.exclude)
-    print(f"{len(names)} smallest torchvision models with weights under {args.max_mb:g} MB: {', '.join(names)}")
-    print(f"cores: {os.cpu_count()}; load average before: {load()}")
-    results: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        weights = Path(tmp) / "weights"
-        weights.mkdir()
-        env = os.environ | {"ZOO_HOME": f"{tmp}/home", "ZOO_REGISTRY": str(registry_file(weights, names))}
-        seconds, done = timed([sys.executable, "-c", SEQUENTIAL, tmp, str(weights), *names], env)
-        if done.returncode:
-            sys.exit(f"baseline failed:\n{done.stderr[-3000:]}")
-        results["sequential torch.onnx.export + onnxsim"] = seconds
-        print(f"sequential loop: {seconds:.1f} s (load {load()})", flush=True)
-        for jobs in (2, 1):
-            out = Path(tmp) / f"zoo-{jobs}"
-            command = [
-                sys.executable,
-                "-m",
-                "zoo",
-                "convert",
-                *[f"torchvision:gen_{n}" for n in names],
-                "-o",
-                str(out),
-                "--jobs",
-                str(jobs),
-                "--json",
-                "--allow-failures",
-            ]
-            seconds, done = timed(command, env)
-            if done.returncode:
-                sys.exit(f"zoo convert --jobs {jobs} failed:\n{done.stderr[-3000:]}")
-            models = json.loads(done.stdout)["models"]
-            statuses = {m["status"] for m in models}
-            verified = sum(1 for m in models if m.get("verified"))
-            twice = sum(1 for m in models if m.get("notes"))
-            for m in models:
-                if m["status"] != "ok":
-                    print(f"  {m['name']}: {m['status']} {m.get('error_class')}: {m.get('error')}")
-            results[f"zoo convert --jobs {jobs} (verified)"] = seconds
-            print(
-                f"zoo convert --jobs {jobs}: {seconds:.1f} s, statuses {sorted(statuses)}, "
-                f"{verified} verified ({twice} on seeded copies) "
-                f"(load {load()})",
-                flush=True,
-            )
-    base = results["sequential torch.onnx.export + onnxsim"]
-    print()
-    print(f"{'run':<42} {'wall s':>8} {'x sequential':>13}")
-    for label, seconds in results.items():
-        print(f"{label:<42} {seconds:8.1f} {seconds / base:13.2f}")
-    two, one = results["zoo convert --jobs 2 (verified)"], results["zoo convert --jobs 1 (verified)"]
-    print(
-        f"parallel gain (--jobs 1 / --jobs 2): {one / two:.2f}x; target --jobs 2 <= 0.6x sequential: "
-        f"{'met' if two <= 0.6 * base else 'NOT met'} ({two / base:.2f}x); load after: {load()}"
-    )
+        env = user_env() | {"ZOO_HOME": f"{tmp}/home"}
+        if not args.skip_six:
+            six_models(args.jobs, env, Path(tmp))
+        if args.sweep or args.sweep_pattern:
+            sweep(args.sweep_pattern, args.jobs, env, Path(tmp))
 
 
 if __name__ == "__main__":

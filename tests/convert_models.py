@@ -2,12 +2,14 @@
 
 Family `convtest`: three tiny convnets that export fine (`tiny_a` with a weights file when
 CONVERT_TEST_WEIGHTS_URL names one), `broken` (a custom op no ONNX exporter knows), `hangs` (its forward
-never returns) and `hog` (builds only when it may reserve 16 GiB of address space).
+never returns), `crashes` (its forward kills its process with SIGSEGV) and `hog` (builds only when it may
+reserve 16 GiB of address space).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 from zoo import ModelEntry, WeightSet, hookimpl
@@ -21,6 +23,7 @@ MODELS = {
     "broken": "calls a custom op that no ONNX exporter can translate",
     "hangs": "its forward never returns",
     "hog": "reserves 16 GiB of address space when built",
+    "crashes": "its forward kills its own process with SIGSEGV",
 }
 
 
@@ -59,6 +62,8 @@ def build(entry: ModelEntry, **kwargs):
         return nn.Sequential(body, _Lambda(lambda x: op(x)))
     if entry.name == "hangs":
         return nn.Sequential(body, _Lambda(_hang))
+    if entry.name == "crashes":
+        return nn.Sequential(body, _Lambda(_segfault))
     if entry.name == "hog":
         body.reserve = torch.empty(16 << 30, dtype=torch.uint8)  # address space only: pages are never touched
         del body.reserve
@@ -68,6 +73,11 @@ def build(entry: ModelEntry, **kwargs):
 def _hang(x):
     while True:
         time.sleep(0.05)
+
+
+def _segfault(x):
+    os.kill(os.getpid(), signal.SIGSEGV)
+    time.sleep(60)
 
 
 def _Lambda(function):

@@ -1,4 +1,4 @@
-"""`zoo convert` end to end: real worker processes, real exports, a failing and a hanging model, resume."""
+"""`zoo convert` end to end: real warm workers, real exports, failing, crashing and hanging models, resume."""
 
 from __future__ import annotations
 
@@ -51,16 +51,16 @@ def run_zoo(*args, timeout=300):
     return subprocess.run([*ZOO, *args], capture_output=True, text=True, timeout=timeout, env=os.environ.copy())
 
 
-def test_a_batch_with_a_failure_and_a_hang_finishes_records_each_and_resumes(convtest, tmp_path):
+def test_a_batch_with_a_failure_a_crash_and_a_hang_finishes_records_each_and_resumes(convtest, tmp_path):
     out = tmp_path / "onnx"
     first = run_zoo(
         "convert", "convtest:*", "-x", "*hog", "-o", str(out), *SMALL, "--jobs", "2", "--timeout", "40", "--json"
     )
     assert first.returncode == 1, first.stderr
-    assert "2 of 5 conversions failed" in first.stderr
+    assert "3 of 6 conversions failed" in first.stderr
     result = json.loads(first.stdout)
     rows = manifest.read_latest(out)
-    assert sorted(rows) == [f"convtest:{n}" for n in ("broken", "hangs", "tiny_a", "tiny_b", "tiny_c")]
+    assert sorted(rows) == [f"convtest:{n}" for n in ("broken", "crashes", "hangs", "tiny_a", "tiny_b", "tiny_c")]
     assert {r["name"]: r["status"] for r in result["models"]} == {n: r["status"] for n, r in rows.items()}
     for name in ("tiny_a", "tiny_b", "tiny_c"):
         row = rows[f"convtest:{name}"]
@@ -70,14 +70,23 @@ def test_a_batch_with_a_failure_and_a_hang_finishes_records_each_and_resumes(con
     assert rows["convtest:tiny_a"]["weights"] == "test"
     assert rows["convtest:tiny_a"]["weights_sha256"] == convtest  # fetched from file:// and hashed
     assert rows["convtest:tiny_b"]["weights"] == "none"
-    broken, hangs = rows["convtest:broken"], rows["convtest:hangs"]
+    broken, hangs, crashes = rows["convtest:broken"], rows["convtest:hangs"], rows["convtest:crashes"]
     assert broken["status"] == "failed" and broken["error_class"] == "ExportError"
     assert "convtest" in broken["error"] and "\n" not in broken["error"]
     assert hangs["status"] == "timeout" and "40 s" in hangs["error"] and 40 <= hangs["wall_seconds"] < 80
+    assert crashes["status"] == "crashed" and "SIGSEGV" in crashes["error"], crashes
+    # Warm workers: two workers converted the six models, so a worker converted several; a raised error
+    # (broken) leaves its worker alive, a crash or a timeout ends only that worker, which is replaced.
+    workers = {name: (row["worker"]["pid"], row["worker"]["model"]) for name, row in rows.items()}
+    assert max(model for _, model in workers.values()) >= 2, workers
+    assert len({pid for pid, _ in workers.values()}) <= 4, workers  # 2 workers + at most 2 replacements
+    assert {row["task"] for row in rows.values()} == {"classification"}
     assert not (out / "convtest" / "broken.onnx").exists() and not (out / "convtest" / "hangs.onnx").exists()
     assert not list(out.glob("convtest/.*.tmp"))  # the killed worker's staging folder is gone
     report = (out / "report.md").read_text()
     assert "| convtest:hangs | timeout |" in report and "| convtest:tiny_c | ok |" in report
+    assert "| classification | 6 | 3 | 3 | 3 |" in report and "crashed: WorkerCrashed x1" in report
+    assert result["families"]["classification"]["verified"] == 3
     assert "<td>convtest:broken</td><td>failed</td>" in (out / "report.html").read_text()
 
     import numpy as np
@@ -89,7 +98,7 @@ def test_a_batch_with_a_failure_and_a_hang_finishes_records_each_and_resumes(con
     again = run_zoo("convert", "convtest:tiny_*", "-o", str(out), *SMALL, "--json")
     assert again.returncode == 0, again.stderr
     assert {r["status"] for r in json.loads(again.stdout)["models"]} == {"skipped"}
-    assert len(manifest.read_rows(out)) == 5  # nothing re-converted, nothing appended
+    assert len(manifest.read_rows(out)) == 6  # nothing re-converted, nothing appended
 
     retried = run_zoo(
         "convert",
@@ -107,9 +116,9 @@ def test_a_batch_with_a_failure_and_a_hang_finishes_records_each_and_resumes(con
     )
     assert retried.returncode == 0, retried.stderr
     data = json.loads(retried.stdout)
-    assert [r["name"] for r in data["models"]] == ["convtest:broken"]
+    assert [r["name"] for r in data["models"]] == ["convtest:broken", "convtest:crashes"]
     assert sorted(data["not_retried"]) == ["convtest:tiny_a", "convtest:tiny_b", "convtest:tiny_c"]
-    assert [r["name"] for r in manifest.read_rows(out)][-1] == "convtest:broken"
+    assert {r["name"] for r in manifest.read_rows(out)[-2:]} == {"convtest:broken", "convtest:crashes"}
 
     changed = run_zoo("convert", "convtest:tiny_b", "-o", str(out), *SMALL, "--no-simplify", "--json")
     assert changed.returncode == 0, changed.stderr
@@ -175,19 +184,34 @@ def test_the_memory_cap_turns_a_huge_allocation_into_a_recorded_failure(convtest
     result = convert(["convtest:hog", "convtest:tiny_b"], tmp_path, options=options, jobs=2, max_memory=6, timeout=120)
     rows = {row["name"]: row for row in result.rows}
     hog = rows["convtest:hog"]
-    assert hog["status"] == "failed", hog
-    assert "memory" in hog["error"].lower() or hog["error_class"] == "MemoryError", hog
+    assert hog["status"] == "memory", hog
+    assert "out of memory under the worker's cap of 6.0 GiB" in hog["error"], hog
     assert rows["convtest:tiny_b"]["status"] == "ok"
+
+
+def test_workers_convert_several_models_and_are_recycled_by_count_and_by_memory(convtest, tmp_path):
+    options = ExportOptions(weights="none", input_shape=(1, 3, 16, 16), verify=False)
+    patterns = ["convtest:tiny_*"]
+    by_count = convert(patterns, tmp_path / "count", options=options, jobs=1, recycle_after=2, timeout=120)
+    pids = [row["worker"]["pid"] for row in by_count.rows]  # one job: rows in task order
+    assert [r["status"] for r in by_count.rows] == ["ok"] * 3
+    assert pids[0] == pids[1] != pids[2], pids
+    assert [row["worker"]["model"] for row in by_count.rows] == [1, 2, 1]
+    two = ["convtest:tiny_a", "convtest:tiny_b"]
+    by_memory = convert(two, tmp_path / "rss", options=options, jobs=1, recycle_memory=0.01)
+    first, second = (row["worker"]["pid"] for row in by_memory.rows)
+    assert first != second, "a worker past --recycle-memory should have been replaced"
 
 
 @pytest.mark.ray
 def test_the_ray_executor_gives_the_manifest_the_local_executor_gives(convtest, tmp_path):
     pytest.importorskip("ray")
     options = ExportOptions(input_shape=(1, 3, 32, 32))
-    patterns = ["convtest:tiny_*", "convtest:broken"]
+    patterns = ["convtest:tiny_*", "convtest:broken", "convtest:crashes"]
     local = convert(patterns, tmp_path / "local", options=options, jobs=2, timeout=120)
     remote = convert(patterns, tmp_path / "ray", options=options, jobs=2, timeout=120, executor="ray")
-    assert remote.executor == "ray" and len(remote.rows) == 4
+    assert remote.executor == "ray" and len(remote.rows) == 5
+    assert max(row["worker"]["model"] for row in remote.rows) >= 2  # each actor's worker converted several
 
     def normalised(directory):
         rows = manifest.read_latest(directory)
@@ -202,4 +226,30 @@ def test_the_ray_executor_gives_the_manifest_the_local_executor_gives(convtest, 
         if by_ray[name].get(key) != by_local[name].get(key)
     }
     assert not differences
-    assert {r["status"] for r in local.rows} == {"ok", "failed"}
+    assert {r["status"] for r in local.rows} == {"ok", "failed", "crashed"}
+
+
+@pytest.mark.slow
+def test_the_torchvision_sweep_converts_every_model_and_reports_each_family(tmp_path):
+    from zoo.converting import planning
+
+    out = tmp_path / "onnx"
+    args = ["--all", "--family", "torchvision", "-o", str(out), "--weights", "none", "--jobs", "2"]
+    done = run_zoo("convert", *args, "--allow-failures", "--json", timeout=8 * 3600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = json.loads(done.stdout)
+    selected = planning.select([], all_models=True, family="torchvision")
+    expected = {entry.qualified_name: planning.task_family(entry) for entry in selected}
+    rows = manifest.read_latest(out)
+    assert {name: row["task"] for name, row in rows.items()} == expected
+    for row in rows.values():  # every model exported and verified, or its row says why not
+        assert (row["status"] == "ok" and row["verified"]) or (manifest.is_failure(row) and row["error"]), row
+    families = data["families"]
+    assert set(families) == set(expected.values())
+    assert sum(counts["models"] for counts in families.values()) == len(expected)
+    classification = families["classification"]
+    assert classification["verified"] >= 0.9 * classification["models"], classification
+    report = (out / "report.md").read_text()
+    for family, counts in families.items():
+        numbers = " | ".join(str(counts[key]) for key in ("models", "exported", "verified", "failed"))
+        assert f"| {family} | {numbers} |" in report

@@ -205,3 +205,80 @@ def test_convert_result_json_lists_skipped_models(tmp_path):
     data = json.loads(json.dumps(result.to_dict()))
     assert [(m["name"], m["status"]) for m in data["models"]] == [("b", "failed"), ("a", "skipped")]
     assert data["counts"] == {"failed": 1, "skipped": 1}
+
+
+def test_the_report_counts_each_task_family_with_failure_reasons(tmp_path):
+    rows = [
+        {"name": "tv:a", "task": "classification", "status": "ok", "exporter": "dynamo", "verified": True},
+        {"name": "tv:b", "task": "classification", "status": "skipped", "exporter": "dynamo", "verified": True},
+        {"name": "tv:c", "task": "classification", "status": "ok", "exporter": "dynamo", "verified": False},
+        {"name": "tv:d", "task": "detection", "status": "verify-failed", "exporter": "dynamo", "verified": False},
+        {"name": "tv:e", "task": "detection", "status": "failed", "error_class": "ExportError", "error": "op"},
+        {"name": "tv:f", "task": "detection", "status": "failed", "error_class": "ExportError", "error": "op"},
+        {"name": "tv:g", "task": "quantized", "status": "crashed", "error_class": "WorkerCrashed", "error": "SIGSEGV"},
+        {"name": "tv:h", "task": "segmentation", "status": "memory", "error_class": "MemoryLimit", "error": "cap"},
+        {"name": "old:x", "status": "timeout", "error_class": "TimeoutError", "error": "900 s"},
+    ]
+    families = report.family_counts(rows)
+    assert list(families) == ["classification", "detection", "segmentation", "quantized", "unknown"]
+    assert families["classification"] == {"models": 3, "exported": 3, "verified": 2, "failed": 0, "reasons": {}}
+    detection = families["detection"]
+    assert (detection["models"], detection["exported"], detection["verified"], detection["failed"]) == (3, 1, 0, 3)
+    assert detection["reasons"] == {"verify-failed: ?": 1, "failed: ExportError": 2}
+    assert families["quantized"]["reasons"] == {"crashed: WorkerCrashed": 1}
+    md, html = report.write_reports(tmp_path, rows)
+    text = md.read_text()
+    assert "| detection | 3 | 1 | 0 | 3 | failed: ExportError x2, verify-failed: ? x1 |" in text
+    assert "| segmentation | 1 | 0 | 0 | 1 | memory: MemoryLimit x1 |" in text
+    assert text.index("| task family |") < text.index("| model | status |")
+    assert "<td>quantized</td><td>1</td><td>0</td><td>0</td><td>1</td>" in html.read_text()
+
+
+def test_report_and_converting_never_import_the_cli():
+    code = (
+        "import sys, zoo.converting, zoo.converting.report as r; r.summary_table([]); r.family_table([]); "
+        "assert not [m for m in sys.modules if m.startswith('zoo.cli')], sorted(sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_each_task_carries_its_task_family_and_a_family_narrows_selection(tmp_path):
+    from zoo import ModelEntry
+
+    assert planning.task_family(ModelEntry(name="q", family="f", builder="m:q", tags=("quantized",))) == "quantized"
+    assert planning.task_family(ModelEntry(name="d", family="f", builder="m:d", task="detection")) == "detection"
+    entries = planning.select([], all_models=True, family="torchvision")
+    assert entries and {e.family for e in entries} == {"torchvision"}
+    assert len(entries) < len(planning.select([], all_models=True))
+    tasks = planning.plan(entries[:3], tmp_path, ExportOptions(weights="none")).tasks
+    assert [t.family_task for t in tasks] == [planning.task_family(e) for e in entries[:3]]
+    with pytest.raises(UnknownModelError, match="no model of family 'nope'.*torchvision"):
+        planning.select([], all_models=True, family="nope")
+    with pytest.raises(UnknownModelError, match="in family 'timm'"):
+        planning.select(["alexnet"], family="timm")
+
+
+def test_out_of_memory_is_recognised_through_the_exception_chain():
+    from zoo.converting.rows import is_out_of_memory
+
+    try:
+        try:
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 17179869184 bytes")
+        except RuntimeError as inner:
+            raise ValueError("building the model failed") from inner
+    except ValueError as outer:
+        assert is_out_of_memory(outer)
+    assert is_out_of_memory(MemoryError())
+    assert not is_out_of_memory(RuntimeError("shape mismatch"))
+
+
+def test_cli_recycling_options_are_checked_and_their_help_names_the_defaults(tmp_path):
+    from zoo.converting.pool import RECYCLE_AFTER, RECYCLE_RSS
+
+    runner = CliRunner()
+    help_text = " ".join(runner.invoke(app, ["convert", "--help"], terminal_width=200).output.split())
+    assert f"(default: {RECYCLE_AFTER})" in help_text and f"(default: {RECYCLE_RSS >> 30};" in help_text
+    assert "--family" in help_text
+    bad = runner.invoke(app, ["convert", "resnet18", "-o", str(tmp_path), "--recycle-after", "0"])
+    assert bad.exit_code == 2 and "--recycle-after must be at least 1" in bad.output

@@ -30,7 +30,7 @@ from zoo.errors import ZooError
 
 commands = new_typer()  # added to `zoo` by zoo.cli.app.ZooGroup when one of its commands runs
 
-STATUS_STYLE = {"ok": "green", "failed": "red", "verify-failed": "red", "timeout": "red", "skipped": "dim"}
+STATUS_STYLE = {"ok": "green", "skipped": "dim"}  # every failure status is red
 
 
 class ConversionFailures(ZooError):
@@ -45,6 +45,9 @@ def convert_command(
     patterns: Annotated[list[str] | None, typer.Argument(help="Patterns: 'resnet*' 'timm:efficientnet_*'.")] = None,
     exclude: Annotated[list[str] | None, typer.Option("--exclude", "-x", help="Leave out names matching this.")] = None,
     all_models: Annotated[bool, typer.Option("--all", help="Every registered model.")] = False,
+    family: Annotated[
+        str | None, typer.Option(help="Only this family (torchvision, timm, ...): --all --family torchvision.")
+    ] = None,
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Workers at a time (default: CPU cores).")] = None,
     executor: Annotated[str, typer.Option(help="Where workers run: local, ray, or a plugin's executor.")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: local Ray).")] = None,
@@ -57,6 +60,13 @@ def convert_command(
         float | None, typer.Option(help="GB of address space per worker (default: 90% of RAM / jobs, >= 8).")
     ] = None,
     threads: Annotated[int | None, typer.Option(help="torch threads per worker (default: cores // jobs).")] = None,
+    recycle_after: Annotated[
+        int | None, typer.Option(help="Models a worker converts before a fresh one replaces it (default: 25).")
+    ] = None,
+    recycle_memory: Annotated[
+        float | None,
+        typer.Option(help="GB resident past which a worker is replaced after its model (default: 4; 0: never)."),
+    ] = None,
     allow_failures: Annotated[bool, typer.Option("--allow-failures", help="Exit 0 even if models failed.")] = False,
     weights: Annotated[
         str | None, typer.Option(help="Weight tag, checkpoint FILE, or 'none' (default: each model's default).")
@@ -75,7 +85,10 @@ def convert_command(
     arg: ArgOption = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Convert many registry models to ONNX, each in its own worker; resumable, with a manifest and a report."""
+    """Convert many registry models to ONNX on warm, isolated workers; resumable, with a manifest and a report.
+
+    The whole torchvision catalogue: `zoo convert --all --family torchvision -o onnx/ --weights none`.
+    """
     from zoo.converting import ExportOptions, convert
     from zoo.targets import parse_kwargs
 
@@ -101,6 +114,7 @@ def convert_command(
             output,
             exclude=exclude or [],
             all_models=all_models,
+            family=family,
             options=options,
             jobs=jobs,
             executor=executor,
@@ -110,6 +124,8 @@ def convert_command(
             timeout=timeout or None,
             max_memory=max_memory,
             threads=threads,
+            recycle_after=recycle_after,
+            recycle_memory=recycle_memory,
             events=display,
             on_plan=display.planned,
             on_row=display.finished,
@@ -128,11 +144,12 @@ def convert_command(
 
 
 def _render(result) -> None:
-    from zoo.converting.report import counts_line, summary_table
+    from zoo.converting.report import counts_line, family_table, summary_table
 
     rows = result.summary
     if rows:
         console.print(summary_table(rows))
+        console.print(family_table(rows))
     jobs = f"{result.jobs} job(s) x {result.threads} thread(s), {result.executor} executor"
     console.print(f"{counts_line(rows)}  ({jobs})", style="dim")
     if result.not_retried:
@@ -209,8 +226,9 @@ class LiveDisplay:
                 self.bar.advance(self.overall)
         status = row["status"]
         error = f"  {row['error_class']}: {row['error']}" if row.get("error_class") else ""
+        style = STATUS_STYLE.get(status, "red")
         err_console.print(
-            f"[{STATUS_STYLE.get(status, '')}]{status:>13}[/] {row['name']}  {row.get('wall_seconds', 0):.1f} s{error}",
+            f"[{style}]{status:>13}[/] {row['name']}  {row.get('wall_seconds', 0):.1f} s{error}",
             soft_wrap=True,
             highlight=False,
         )

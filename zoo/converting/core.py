@@ -10,7 +10,9 @@ from typing import Any
 from zoo.converting import manifest, planning
 from zoo.converting.executors import Events, ExecutorSettings, NoEvents, create
 from zoo.converting.options import ExportOptions
-from zoo.converting.report import counts, write_reports
+from zoo.converting.pool import RECYCLE_AFTER, RECYCLE_RSS
+from zoo.converting.report import counts, family_counts, write_reports
+from zoo.converting.worker import GIB
 from zoo.errors import UserInputError
 
 
@@ -47,6 +49,7 @@ class ConvertResult:
             "jobs": self.jobs,
             "threads_per_worker": self.threads,
             "counts": counts(self.summary),
+            "families": family_counts(self.summary),
             "interrupted": self.interrupted,
             "models": self.summary,
             "not_retried": self.not_retried,
@@ -60,6 +63,7 @@ def convert(
     *,
     exclude: Iterable[str] = (),
     all_models: bool = False,
+    family: str | None = None,
     options: ExportOptions | None = None,
     jobs: int | None = None,
     executor: str = "local",
@@ -69,15 +73,20 @@ def convert(
     timeout: float | None = 1800.0,
     max_memory: float | None = None,
     threads: int | None = None,
+    recycle_after: int | None = None,
+    recycle_memory: float | None = None,
     events: Events | None = None,
     on_plan: Callable[[planning.Plan], None] | None = None,
     on_row: Callable[[dict[str, Any]], None] | None = None,
 ) -> ConvertResult:
-    """Convert every selected registry model to DIR/<family>/<name>.onnx, one worker process per model.
+    """Convert every selected registry model (of `family` only, when given) to DIR/<family>/<name>.onnx.
 
-    Appends a row per model to DIR/manifest.jsonl as each finishes; `resume` skips models whose output and
-    inputs are unchanged; `retry_failed` converts only the models whose latest row is a failure.
-    `max_memory` is GB of address space per worker; `timeout` seconds per model (None: no limit).
+    `jobs` warm worker processes convert one model after another; a model that crashes, hangs past `timeout`
+    seconds (None: no limit) or passes `max_memory` (GB of address space per worker) ends only its worker,
+    which is replaced. A worker is retired after `recycle_after` models (None: 25) or once its resident memory
+    is past `recycle_memory` GB (None: 4, 0: never). Appends a row per model to DIR/manifest.jsonl as each finishes;
+    `resume` skips models whose output and inputs are unchanged; `retry_failed` converts only the models
+    whose latest row is a failure. The reports (DIR/report.md, report.html) count each task family.
     """
     from zoo.converting import worker
 
@@ -87,9 +96,15 @@ def convert(
         raise UserInputError(f"--timeout must be positive seconds, not {timeout:g}")
     if max_memory is not None and max_memory <= 0:
         raise UserInputError(f"--max-memory must be positive GB, not {max_memory:g}")
+    recycle_after = RECYCLE_AFTER if recycle_after is None else recycle_after
+    recycle_memory = RECYCLE_RSS / GIB if recycle_memory is None else recycle_memory
+    if recycle_after < 1:
+        raise UserInputError(f"--recycle-after must be at least 1 model, not {recycle_after}")
+    if recycle_memory < 0:
+        raise UserInputError(f"--recycle-memory must be GB (0: never), not {recycle_memory:g}")
     directory = Path(output).expanduser().resolve()
     options = options or ExportOptions()
-    entries = planning.select(patterns, exclude, all_models)
+    entries = planning.select(patterns, exclude, all_models, family)
     jobs = jobs or worker.default_threads(1)
     threads = threads or worker.default_threads(jobs)
     cap = int(max_memory * worker.GIB) if max_memory else worker.default_memory_cap(jobs)
@@ -109,7 +124,12 @@ def convert(
     directory.mkdir(parents=True, exist_ok=True)
     modules = tuple(dict.fromkeys(e.builder.partition(":")[0] for e in entries if ":" in e.builder))
     settings = ExecutorSettings(
-        jobs=min(jobs, max(1, len(plan.tasks))), threads=threads, address=address, preload=modules
+        jobs=min(jobs, max(1, len(plan.tasks))),
+        threads=threads,
+        address=address,
+        preload=modules,
+        recycle_after=recycle_after,
+        recycle_rss=int(recycle_memory * GIB) if recycle_memory else None,
     )
     try:
         if plan.tasks:

@@ -11,21 +11,26 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
+from queue import Queue
 from typing import Any, Protocol
 
 from zoo.converting.planning import ConvertTask
+from zoo.converting.pool import RECYCLE_AFTER, RECYCLE_RSS
 from zoo.errors import UserInputError
 from zoo.registry import catalogues
 
 
 @dataclass(frozen=True)
 class ExecutorSettings:
-    """What an executor is asked for: parallel workers, threads each, a cluster address, modules to preload."""
+    """What an executor is asked for: parallel workers, threads each, a cluster address, modules to preload,
+    and when a warm worker is retired (after `recycle_after` models, or past `recycle_rss` bytes resident)."""
 
     jobs: int
     threads: int = 1
     address: str | None = None
     preload: tuple[str, ...] = ()
+    recycle_after: int = RECYCLE_AFTER
+    recycle_rss: int | None = RECYCLE_RSS
 
 
 class Events(Protocol):
@@ -59,20 +64,31 @@ def create(name: str, settings: ExecutorSettings) -> Executor:
 
 
 class LocalExecutor:
-    """Up to `jobs` worker processes at a time on this machine, each converting one model."""
+    """`jobs` warm worker processes on this machine, each converting one model after another."""
 
     def __init__(self, settings: ExecutorSettings) -> None:
+        from zoo.converting.pool import Recycling, Slot
+
         self.settings = settings
+        recycling = Recycling(settings.recycle_after, settings.recycle_rss)
+        self.slots = [Slot(recycling, settings.preload) for _ in range(max(1, settings.jobs))]
 
     def run(self, tasks: list[ConvertTask], events: Events) -> Iterator[dict[str, Any]]:
         from zoo.converting import worker
 
         worker.preload(self.settings.preload)
-        pool = ThreadPoolExecutor(max_workers=max(1, self.settings.jobs), thread_name_prefix="zoo-convert")
+        free: Queue = Queue()
+        for slot in self.slots:
+            free.put(slot)
+        pool = ThreadPoolExecutor(max_workers=len(self.slots), thread_name_prefix="zoo-convert")
 
         def job(task: ConvertTask) -> dict[str, Any]:
-            events.started(task)
-            return worker.run_in_child(task, lambda text: events.stage(task, text))
+            slot = free.get()
+            try:
+                events.started(task)
+                return slot.convert(task, lambda text: events.stage(task, text))
+            finally:
+                free.put(slot)
 
         pending = {pool.submit(job, task) for task in tasks}
         try:
@@ -83,10 +99,13 @@ class LocalExecutor:
         finally:
             for future in pending:
                 future.cancel()
-            worker.kill_all()
+            if pending:  # interrupted: end the running models now
+                for slot in self.slots:
+                    slot.kill()
             pool.shutdown(wait=True, cancel_futures=True)
+            for slot in self.slots:
+                slot.close(kill=bool(pending))
 
     def shutdown(self) -> None:
-        from zoo.converting import worker
-
-        worker.kill_all()
+        for slot in self.slots:
+            slot.close(kill=True)

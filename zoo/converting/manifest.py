@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST_NAME = "manifest.jsonl"
-STATUSES = ("ok", "failed", "verify-failed", "timeout", "skipped")
-FAILURES = ("failed", "verify-failed", "timeout")
+STATUSES = ("ok", "failed", "verify-failed", "timeout", "crashed", "memory", "skipped")
+FAILURES = ("failed", "verify-failed", "timeout", "crashed", "memory")
 
 
 def manifest_path(directory: str | Path) -> Path:

@@ -32,6 +32,7 @@ class ConvertTask:
     max_memory: int | None = None  # bytes of address space
     threads: int = 1
     environment: Mapping[str, str] = field(default_factory=dict)
+    family_task: str = "classification"  # what the report groups by: a registry task, or `quantized`
 
 
 @dataclass
@@ -43,23 +44,34 @@ class Plan:
     not_retried: list[str] = field(default_factory=list)  # with --retry-failed: selected but not failed
 
 
-def select(patterns: Iterable[str], exclude: Iterable[str] = (), all_models: bool = False) -> list[ModelEntry]:
-    """Registry entries matching any pattern (every entry with `all_models`) and no exclude pattern."""
+def select(
+    patterns: Iterable[str], exclude: Iterable[str] = (), all_models: bool = False, family: str | None = None
+) -> list[ModelEntry]:
+    """Registry entries matching any pattern (every entry with `all_models`), no exclude pattern, and `family`."""
     patterns, exclude = list(patterns), list(exclude)
     if not patterns and not all_models:
         raise UserInputError("give model patterns (e.g. 'resnet*' 'timm:efficientnet_*') or --all")
     registry = catalogues.models()
+    if family is not None and not registry.select(family=family):
+        known = ", ".join(sorted({e.family for e in registry})) or "none"
+        raise UnknownModelError(f"no model of family {family!r} (families: {known})")
     if all_models:
-        return registry.select([], exclude)
+        return registry.select([], exclude, family)
     for pattern in patterns:
-        if not registry.select([pattern]):
+        if not registry.select([pattern], family=family):
             close = registry.suggest(pattern.rpartition(":")[2].strip("*?[]"))
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise UnknownModelError(f"no model matches {pattern!r}{hint} (`zoo list` shows every model)")
-    entries = registry.select(patterns, exclude)
+            where = f" in family {family!r}" if family else ""
+            raise UnknownModelError(f"no model matches {pattern!r}{where}{hint} (`zoo list` shows every model)")
+    entries = registry.select(patterns, exclude, family)
     if not entries:
         raise UserInputError(f"every model matching {' '.join(patterns)} is excluded by --exclude")
     return entries
+
+
+def task_family(entry: ModelEntry) -> str:
+    """The report's task family: `quantized` for a model tagged so, else the entry's task."""
+    return "quantized" if "quantized" in entry.tags else entry.task
 
 
 def output_path(directory: Path, entry: ModelEntry) -> Path:
@@ -175,6 +187,7 @@ def plan(
                 max_memory,
                 threads,
                 environment,
+                task_family(entry),
             )
         )
     return result

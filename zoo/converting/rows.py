@@ -10,7 +10,7 @@ from typing import Any
 from zoo.converting.planning import ConvertTask
 
 # Fields that differ between two runs of the same conversion (compare manifests without them).
-VOLATILE = ("started_at", "finished_at", "wall_seconds", "seconds", "host")
+VOLATILE = ("started_at", "finished_at", "wall_seconds", "seconds", "host", "worker")
 ERROR_LENGTH = 400
 SEED = 0
 
@@ -19,6 +19,7 @@ def base_row(task: ConvertTask) -> dict[str, Any]:
     output = Path(task.output)
     return {
         "name": task.name,
+        "task": task.family_task,
         "output": f"{output.parent.name}/{output.name}",
         "log": f"logs/{output.parent.name}/{output.stem}.log",
         "fingerprint": task.fingerprint,
@@ -39,6 +40,15 @@ def failure_row(task: ConvertTask, status: str, error_class: str, message: str) 
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return (text.splitlines()[0] if text else type(exc).__name__)[:ERROR_LENGTH]
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """A MemoryError, or torch's allocator refusing (a RuntimeError), here or in what caused `exc`."""
+    chain: list[BaseException] = []
+    while exc is not None and exc not in chain and len(chain) < 10:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return any(isinstance(e, MemoryError) or "can't allocate memory" in str(e) for e in chain)
 
 
 def report_fields(report: Any) -> dict[str, Any]:
@@ -77,14 +87,13 @@ def convert_here(task: ConvertTask, on_stage=None) -> dict[str, Any]:
         row.update(
             report_fields(exc.report), status="verify-failed", error_class=type(exc).__name__, error=first_line(exc)
         )
-    except MemoryError as exc:
-        row.update(
-            status="failed",
-            error_class="MemoryError",
-            error=f"out of memory under the worker's cap (--max-memory): {first_line(exc)}",
-        )
     except Exception as exc:  # noqa: BLE001 - any failure of one model is recorded, the batch goes on
-        row.update(status="failed", error_class=type(exc).__name__, error=first_line(exc))
+        if is_out_of_memory(exc):
+            cap = f"{task.max_memory / (1 << 30):.1f} GiB" if task.max_memory else "the machine's memory"
+            message = f"out of memory under the worker's cap of {cap} (--max-memory): {first_line(exc)}"
+            row.update(status="memory", error_class=type(exc).__name__, error=message[:ERROR_LENGTH])
+        else:
+            row.update(status="failed", error_class=type(exc).__name__, error=first_line(exc))
     else:
         row.update(report_fields(report), status="ok")
         row["onnx_bytes"] = Path(task.output).stat().st_size

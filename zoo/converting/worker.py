@@ -1,27 +1,26 @@
-"""Convert one model in its own process, with a timeout, a memory cap and a fixed number of threads.
+"""The convert worker process: imports torch once, then converts one model after another sent over a pipe.
 
 Workers are forked from a multiprocessing fork server that has imported torch, onnx and the batch's model
-libraries once, so each model gets a fresh process without paying ~5-15 s of imports. Each worker starts
-its own session (so a terminal's Ctrl-C reaches only the command, which then kills it), dies with its
-parent on Linux, and caps its address space with RLIMIT_AS. Threads: one worker per core at
-`cores // jobs` threads each; two workers of two threads on two cores were 15x slower than two of one
-thread (OpenMP spin-waits fight each other), see benchmarks/convert.py.
+libraries once, so starting (or replacing) a worker costs a fork, not ~5-15 s of imports. A worker sets its
+limits once (`cores // jobs` torch threads, an RLIMIT_AS address-space cap, the command's ZOO_* settings),
+loads the registry once, then serves tasks until the parent closes the pipe (zoo.converting.pool drives it,
+kills it on a timeout, a crash or too much memory, and recycles it). Each worker starts its own session (so
+a terminal's Ctrl-C reaches only the command, which then kills it) and dies with its parent on Linux.
+Threads: two workers of two threads on two cores were 15x slower than two of one thread (OpenMP spin-waits
+fight each other), see benchmarks/convert.py.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-import shutil
 import signal
-import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
-from multiprocessing.connection import wait
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from zoo.converting.planning import ConvertTask
 
@@ -36,18 +35,26 @@ CORE_MODULES = (
     "onnxsim",
     "zoo.exporting",
     "zoo.exporting.core",
+    "zoo.converting.rows",
     "torch._dynamo",
     "torch.export",
     "torch.onnx._internal.exporter._core",
     "onnxscript.function_libs.torch_lib.ops",
 )
 GIB = 1 << 30
-Stage = Callable[[str], None]
 
-_live: set[Any] = set()
-_live_lock = threading.Lock()
-_warm = threading.Event()
-_warm_lock = threading.Lock()
+
+@dataclass(frozen=True)
+class Profile:
+    """What a worker process is set up with once; a task with another profile gets another worker."""
+
+    threads: int = 1
+    max_memory: int | None = None  # bytes of address space (RLIMIT_AS)
+    environment: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, task: ConvertTask) -> Profile:
+        return cls(task.threads, task.max_memory, dict(task.environment))
 
 
 def default_threads(jobs: int, cores: int | None = None) -> int:
@@ -72,139 +79,85 @@ def default_memory_cap(jobs: int) -> int:
 def preload(modules: Iterable[str]) -> None:
     """Modules the fork server imports once (missing ones are ignored) before it forks workers."""
     wanted = list(dict.fromkeys([*CORE_MODULES, *modules]))
-    _context().set_forkserver_preload(wanted)
+    context().set_forkserver_preload(wanted)
 
 
-def warm_up() -> None:
-    """Start the fork server and wait for its imports, so a model's timeout does not count them."""
-    with _warm_lock:
-        if _warm.is_set():
-            return
-        process = _context().Process(target=_noop, name="zoo-convert warm-up")
-        process.start()
-        process.join()
-        _warm.set()
-
-
-def _noop() -> None:
-    pass
-
-
-def _context():
+def context():
     methods = multiprocessing.get_all_start_methods()
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
-def run_in_child(task: ConvertTask, on_stage: Stage | None = None) -> dict[str, Any]:
-    """Convert `task` in a new worker process; its manifest row, whatever happened to the worker."""
-    from zoo.converting.rows import failure_row
-
-    warm_up()
-    context = _context()
-    receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_child_main, args=(task, sender), name=f"zoo-convert {task.name}")
-    started, clock = time.time(), time.perf_counter()
-    process.start()
-    sender.close()
-    with _live_lock:
-        _live.add(process)
-    deadline = None if task.timeout is None else clock + task.timeout
+def rss_bytes(pid: int) -> int | None:
+    """Resident memory of process `pid` (Linux /proc; None where it cannot be read)."""
     try:
-        while True:
-            remaining = None if deadline is None else max(0.0, deadline - time.perf_counter())
-            ready = wait([receiver, process.sentinel], timeout=remaining)
-            if not ready:
-                _kill(process)
-                message = f"no result after {task.timeout:g} s; the worker was killed"
-                row = failure_row(task, "timeout", "TimeoutError", message)
-                break
-            message = _receive(receiver) if receiver in ready or receiver.poll() else None
-            if message is not None:
-                kind, payload = message
-                if kind == "done":
-                    row = payload
-                    break
-                if on_stage is not None:
-                    on_stage(payload)
-                continue
-            process.join()
-            row = failure_row(task, "failed", "WorkerCrashed", _death(process.exitcode, task))
-            break
-    finally:
-        _kill(process)
-        process.join()
-        receiver.close()
-        with _live_lock:
-            _live.discard(process)
-        _discard_staging(Path(task.output))
-    row["started_at"] = started
-    row["wall_seconds"] = round(time.perf_counter() - clock, 3)
-    return row
-
-
-def kill_all() -> None:
-    """Kill every worker this process started that is still running (Ctrl-C, executor shutdown)."""
-    with _live_lock:
-        processes = list(_live)
-    for process in processes:
-        _kill(process)
-
-
-def _receive(receiver) -> tuple[str, Any] | None:
-    try:
-        return receiver.recv()
-    except (EOFError, OSError):
+        with open(f"/proc/{pid}/statm", "rb") as stream:
+            return int(stream.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
         return None
 
 
-def _kill(process) -> None:
-    if process.pid is None or process.exitcode is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGKILL)  # the worker and anything it started
-    except (ProcessLookupError, PermissionError, AttributeError):
-        process.kill()
-
-
-def _death(exitcode: int | None, task: ConvertTask) -> str:
-    if exitcode is not None and exitcode < 0:
-        name = signal.Signals(-exitcode).name
-        hint = " (the kernel's out-of-memory killer, or a kill from outside)" if name == "SIGKILL" else ""
-        return f"the worker process died of {name}{hint} while converting {task.name}"
-    return f"the worker process exited with code {exitcode} without a result while converting {task.name}"
-
-
-def _discard_staging(output: Path) -> None:
-    """Remove the staging folders a killed export may leave beside its output."""
-    for folder in output.parent.glob(f".{output.name}.*.tmp"):
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 def log_path(task: ConvertTask) -> Path:
-    """DIR/logs/<family>/<name>.log: what the worker printed (exporter diagnostics, warnings)."""
+    """DIR/logs/<family>/<name>.log: what the worker printed while converting it (exporter diagnostics)."""
     output = Path(task.output)
     return output.parent.parent / "logs" / output.parent.name / f"{output.stem}.log"
 
 
-def _child_main(task: ConvertTask, sender) -> None:
-    """The worker process: isolate, log to a file, limit, convert, send the row."""
+def serve(connection, profile: Profile, preload_modules: tuple[str, ...] = ()) -> None:
+    """The worker process: isolate, set limits, warm up, then convert each task received until EOF.
+
+    Messages to the parent: ("ready", pid), then per task ("stage", text)... ("done", row, rss bytes).
+    """
     _isolate()
-    _redirect_output(log_path(task))
+    _redirect_output(Path(os.devnull))
     _process_local_tqdm_lock()
-    _apply_environment(task.environment)
-    set_threads(task.threads)
-    if task.max_memory:
-        set_memory_cap(task.max_memory)
+    _apply_environment(profile.environment)
+    set_threads(profile.threads)
+    if profile.max_memory:
+        set_memory_cap(profile.max_memory)
+    _warm(preload_modules)
     from zoo.converting.rows import convert_here
 
-    row = convert_here(task, lambda text: sender.send(("stage", text)))
-    sender.send(("done", row))
-    sender.close()
+    connection.send(("ready", os.getpid()))
+    converted = 0
+    while True:
+        try:
+            task = connection.recv()
+        except (EOFError, OSError):
+            break
+        if task is None:
+            break
+        _redirect_output(log_path(task))
+        clock = time.perf_counter()
+        row = convert_here(task, lambda text: connection.send(("stage", text)))
+        converted += 1
+        row["worker"] = {"pid": os.getpid(), "model": converted, "seconds": round(time.perf_counter() - clock, 3)}
+        sys.stdout.flush()
+        sys.stderr.flush()
+        connection.send(("done", row, rss_bytes(os.getpid())))
+    connection.close()
+
+
+def _warm(modules: tuple[str, ...]) -> None:
+    """What every model would otherwise pay on its first use in this process: plugins, registry, libraries."""
+    import importlib
+
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - the model that needs it reports the failure
+            pass
+    from zoo.registry import catalogues
+
+    try:
+        catalogues.models()
+    except Exception:  # noqa: BLE001 - a broken registry fails each model with its message
+        pass
 
 
 def _redirect_output(path: Path) -> None:
-    """Send the worker's stdout and stderr to its log, keeping the command's stdout clean (`--json`)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Send the worker's stdout and stderr to `path`, keeping the command's stdout clean (`--json`)."""
+    if path != Path(os.devnull):
+        path.parent.mkdir(parents=True, exist_ok=True)
     sys.stdout.flush()
     sys.stderr.flush()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -237,7 +190,7 @@ def _isolate() -> None:
             pass
 
 
-def _apply_environment(environment: dict[str, str]) -> None:
+def _apply_environment(environment: Mapping[str, str]) -> None:
     """Take the command's ZOO_* settings (the fork server may have started under older ones)."""
     from zoo.converting.planning import ENV_NAMES, ENV_PREFIXES
 
@@ -269,7 +222,3 @@ def set_memory_cap(limit: int) -> None:
     if hard != resource.RLIM_INFINITY:
         limit = min(limit, hard)
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-
-
-def host() -> str:
-    return socket.gethostname()
