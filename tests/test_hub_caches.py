@@ -120,6 +120,26 @@ def test_auth_headers_go_to_the_hub_endpoint_only(monkeypatch):
     assert hub_caches.auth_headers("http://127.0.0.1:9/timm/a/resolve/main/m") != {}
 
 
+def test_the_token_is_the_one_huggingface_hub_would_send(tmp_path, monkeypatch):
+    from huggingface_hub.utils import get_token
+
+    token_file = tmp_path / "hf-token"
+    monkeypatch.setenv("HF_TOKEN_PATH", str(token_file))
+    assert hub_caches.hub_token() is None
+    token_file.write_text("hf_from_login\n")  # what `hf auth login` leaves
+    assert hub_caches.hub_token() == "hf_from_login"
+    monkeypatch.setenv("HF_TOKEN", "hf_from_env")
+    assert hub_caches.hub_token() == "hf_from_env"
+    monkeypatch.setenv("HF_HUB_DISABLE_IMPLICIT_TOKEN", "1")
+    assert hub_caches.hub_token() is None
+    monkeypatch.delenv("HF_HUB_DISABLE_IMPLICIT_TOKEN")
+    monkeypatch.delenv("HF_TOKEN")
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(token_file))  # its constants froze at import
+    assert get_token() == hub_caches.hub_token() == "hf_from_login"
+
+
 def test_cache_dirs_follow_huggingface_hub_and_torch_for_every_variable(tmp_path):
     """zoo reads the variables at each call; huggingface_hub and torch at import: compare them, fresh each."""
     cases = [
@@ -213,7 +233,7 @@ def test_hf_token_goes_to_the_hub_only_never_to_the_cdn_or_a_zoo_mirror(http_ser
     with pytest.raises(FetchError, match="HTTP 401.*set HF_TOKEN"):
         fetch("testzoo:gated")
     monkeypatch.setenv("HF_TOKEN", "hf_wrong")
-    with pytest.raises(FetchError, match="HF_TOKEN was sent"):
+    with pytest.raises(FetchError, match="a Hugging Face token was sent"):
         fetch("testzoo:gated")
     monkeypatch.setenv("HF_TOKEN", "hf_right")
     assert fetch("testzoo:gated").path.read_bytes() == data

@@ -278,9 +278,9 @@ def _mirror_answer(url: str, key: str) -> hub_caches.HubAnswer:
 def _gated_hint(hub: hub_caches.HubFile | None, exc: FetchError) -> str:
     if hub is None or not any(f"HTTP {code}" in str(exc) for code in (401, 403)):
         return ""
-    if os.environ.get("HF_TOKEN"):
-        return f" (HF_TOKEN was sent: does its account have access to {hub.repo_id}?)"
-    return f" ({hub.repo_id} may be gated or private: set HF_TOKEN to a token with access to it)"
+    if hub_caches.hub_token():
+        return f" (a Hugging Face token was sent: does its account have access to {hub.repo_id}?)"
+    return f" ({hub.repo_id} may be gated or private: set HF_TOKEN, or `hf auth login`, with access to it)"
 
 
 def _install(

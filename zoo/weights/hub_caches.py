@@ -49,11 +49,15 @@ def hub_offline() -> bool:
     return value.upper() in _TRUE
 
 
+def hub_home() -> str:
+    """HF_HOME, else $XDG_CACHE_HOME/huggingface (~/.cache/huggingface), as huggingface_hub.constants reads it."""
+    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
+    return os.path.expandvars(os.path.expanduser(home))
+
+
 def hub_cache_dir() -> Path:
     """Where huggingface_hub keeps its cache: HF_HUB_CACHE, HUGGINGFACE_HUB_CACHE, HF_HOME/hub, XDG_CACHE_HOME."""
-    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
-    home = os.path.expandvars(os.path.expanduser(home))
-    hub = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE") or os.path.join(home, "hub")
+    hub = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE") or os.path.join(hub_home(), "hub")
     return Path(os.path.expandvars(os.path.expanduser(hub)))
 
 
@@ -110,10 +114,25 @@ def auth_headers(url: str) -> dict[str, str]:
     """`Authorization: Bearer $HF_TOKEN` for a URL on the hub endpoint (gated repositories); {} otherwise.
 
     The caller sends it to that URL only: never to a host it is redirected to, nor to a zoo mirror."""
-    token = os.environ.get("HF_TOKEN", "").strip()
+    token = hub_token()
     if not token or not _same_origin(url, hub_endpoint()):
         return {}
     return {"Authorization": f"Bearer {token}"}
+
+
+def hub_token() -> str | None:
+    """The token huggingface_hub would send: HF_TOKEN (or HUGGING_FACE_HUB_TOKEN), else the file `hf auth login`
+    writes (HF_TOKEN_PATH, default $HF_HOME/token); none when HF_HUB_DISABLE_IMPLICIT_TOKEN is set."""
+    if (os.environ.get("HF_HUB_DISABLE_IMPLICIT_TOKEN") or "").upper() in _TRUE:
+        return None
+    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    if token is None:
+        path = os.environ.get("HF_TOKEN_PATH") or os.path.join(hub_home(), "token")
+        try:
+            token = Path(os.path.expandvars(os.path.expanduser(path))).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+    return token.replace("\r", "").replace("\n", "").strip() or None
 
 
 def _same_origin(url: str, base: str) -> bool:
@@ -158,14 +177,14 @@ class Found:
 def find_in_hub_cache(hub: HubFile, expected: str | None) -> Found | None:
     """The file in the Hugging Face cache (the revision's snapshot, else the blob named `expected`) whose
     sha256 matches `expected`, or its blob name when nothing else is expected; None if there is none."""
-    from huggingface_hub import try_to_load_from_cache
-
-    from zoo.weights.cache import hash_file
-
     root = hub_cache_dir()
     repo = root / hub.folder
     if not repo.is_dir():
         return None
+    from huggingface_hub import try_to_load_from_cache  # 0.1 s to import: only when the repository is there
+
+    from zoo.weights.cache import hash_file
+
     candidates: list[tuple[Path, str | None]] = []
     found = try_to_load_from_cache(
         hub.repo_id, hub.filename, cache_dir=root, revision=hub.revision, repo_type=hub.repo_type
