@@ -190,6 +190,16 @@ def test_a_hub_file_is_verified_against_the_hubs_sha256_and_recorded(hub, http_s
     assert (again.source, again.verified, again.commit) == ("cache", "hub", COMMIT)
 
 
+def test_zoo_info_says_where_a_hub_files_hash_comes_from(hub):
+    before = runner.invoke(app, ["info", "testzoo:tiny_hub"])
+    assert before.exit_code == 0, before.output
+    assert "sha256 from the Hugging Face hub when fetched" in before.output and "no hash" not in before.output
+    fetch("testzoo:tiny_hub")
+    after = runner.invoke(app, ["info", "testzoo:tiny_hub", "--json"])
+    (weights,) = json.loads(after.stdout)["weights"]
+    assert weights["hash_check"] == f"sha256 {sha256_hex(hub)}, the Hugging Face hub's" and weights["cached"]
+
+
 def test_a_file_the_cdn_corrupts_is_refused_with_both_hashes(hub, http_server):  # noqa: F811
     http_server.corrupt(f"cdn/{sha256_hex(hub)}")
     result = runner.invoke(app, ["fetch", "testzoo:tiny_hub"])

@@ -132,6 +132,7 @@ def info_command(
     """Show a model's record: builder, every weight set, URLs, hashes, and whether each is cached."""
     from zoo.api import resolve
     from zoo.weights.cache import is_cached
+    from zoo.weights.hub_caches import hash_check
 
     selection = resolve(name)
     entry = selection.entry
@@ -164,7 +165,7 @@ def info_command(
     columns = ("weights (* default)", "classes", "input", "params", "top-1", "GMACs", "size", "cached")
     console.print(table(None, columns, rows))
     for w in entry.weights:
-        check = f"sha256 {w.sha256}" if w.sha256 else f"sha256 prefix {w.hash_prefix}" if w.hash_prefix else "no hash"
+        check = hash_check(w)
         built = "".join(f"; built with {k}={v!r}" for k, v in w.builder_kwargs.items())
         console.print(f"{w.tag}: {w.url} ({check}{built})", soft_wrap=True)
         for url in w.legacy_urls:
@@ -217,9 +218,11 @@ def _weights_summary(row: Selection) -> dict:
 
 def _weights_detail(weights: WeightSet) -> dict:
     from zoo.weights.cache import cached_path, is_cached
+    from zoo.weights.hub_caches import hash_check
 
     data = weights.to_dict()
     data["expected_hash"] = weights.expected_hash
+    data["hash_check"] = hash_check(weights)
     data["cached"] = is_cached(weights)
     data["cache_path"] = str(cached_path(weights))
     return data

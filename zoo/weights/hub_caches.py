@@ -326,6 +326,27 @@ def _symlink(blob: Path, pointer: Path, root: Path) -> None:
                 shutil.copyfile(blob, tmp)
 
 
+def hash_check(weights) -> str:
+    """How a weight set's file is checked (`zoo info`): the registry's sha256 or prefix, else, for a hub
+    file, the hub's sha256 (as recorded once fetched), else nothing."""
+    if weights.sha256:
+        return f"sha256 {weights.sha256}"
+    if weights.hash_prefix:
+        return f"sha256 prefix {weights.hash_prefix}"
+    from zoo.errors import UnsafeNameError
+    from zoo.weights.cache import cache_key, read_record
+
+    try:
+        if hub_file(weights.url) is None:
+            return "no hash"
+        record = read_record(cache_key(weights.url, weights.file_name))
+    except UnsafeNameError:
+        return "no hash"
+    if record is not None and record.sha256 and record.verified in ("hub", "mirror"):
+        return f"sha256 {record.sha256}, the Hugging Face hub's"
+    return "sha256 from the Hugging Face hub when fetched"
+
+
 def sharing_enabled(share: bool | None = None) -> bool:
     """`share` when given (False for `--no-share`), else the config file's `share` (default true)."""
     if share is not None:
