@@ -353,3 +353,128 @@ def test_verification_of_an_output_that_is_all_inf_fails_and_says_why():
 
     result = verify(AllInf(), AllInf(), input_shape=(1, 3, 4, 4))
     assert not result.passed and "nothing to compare" in result.reason
+
+
+class ShortcutFirst(nn.Module):
+    """Registers and runs its shortcut before the main branch (torchvision's regnet does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(3, 8, 1, bias=False)
+        self.f = nn.Sequential(nn.Conv2d(3, 8, 1, bias=False), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1))
+
+    def forward(self, x):
+        return self.proj(x) + self.f(x)
+
+
+class ShortcutLast(nn.Module):
+    """The same function with the shortcut registered and run last (timm's regnet)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 1, bias=False)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.downsample = nn.Conv2d(3, 8, 1, bias=False)
+
+    def forward(self, x):
+        return self.conv2(torch.relu(self.conv1(x))) + self.downsample(x)
+
+
+def test_alignment_follows_the_order_of_use_not_of_registration():
+    torch.manual_seed(0)
+    model, report = zoo.adapt(ShortcutLast(), ShortcutFirst(), verify=True)
+    sources = {item.key: item.source for item in report.plan.keys}
+    assert sources["conv1.weight"] == "f.0.weight" and sources["downsample.weight"] == "proj.weight"
+    assert report.verify.status == "equal"
+    from zoo.adapt.usage import usage_order
+
+    order = usage_order(ShortcutFirst(), (3, 8, 8))
+    assert order["f.0.weight"] < order["proj.weight"] < order["f.2.weight"]  # the longer branch ranks first
+
+
+class Tokens(nn.Module):
+    """Bare parameters that belong to no submodule (a class token, a position embedding)."""
+
+    def __init__(self, token: str = "cls_token", position: str = "pos_embed") -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(3, 6, 4, stride=4)
+        self.token_name, self.position_name = token, position
+        setattr(self, token, nn.Parameter(torch.randn(1, 1, 6)))
+        setattr(self, position, nn.Parameter(torch.randn(1, 5, 6)))
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, x):
+        x = self.proj(x).flatten(2).transpose(1, 2)
+        x = torch.cat([getattr(self, self.token_name).expand(x.shape[0], -1, -1), x], 1)
+        return self.head((x + getattr(self, self.position_name)).mean(1))
+
+
+class InputSize(nn.Module):
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(nn.functional.interpolate(x, size=(8, 8)))
+
+
+def test_bare_parameters_are_aligned():
+    torch.manual_seed(0)
+    source = InputSize(Tokens("class_token", "pos_embedding"))
+    model, report = zoo.adapt(InputSize(Tokens()), source, verify=True)
+    by_key = report.plan.by_key()
+    assert by_key["inner.cls_token"].source == "inner.class_token"
+    assert by_key["inner.pos_embed"].source == "inner.pos_embedding"
+    assert report.verify.status == "equal" and report.plan.coverage().by_tensors == 1.0
+
+
+class Constant(nn.Module):
+    def __init__(self, value: float = 0.0) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1)
+        self.value = value
+
+    def forward(self, x):
+        return self.conv(x) * 0 + self.value
+
+
+def test_outputs_that_do_not_depend_on_the_input_are_never_equal():
+    from zoo.adapt.verify import verify
+
+    for model in (Constant(0.0), Constant(3.0)):
+        result = verify(model, model, input_shape=(1, 3, 8, 8))
+        assert result.status == "inconclusive" and not result.passed and "prove nothing" in result.reason
+    shifted = verify(Constant(0.0), Constant(1.0), input_shape=(1, 3, 8, 8))
+    assert shifted.status == "different"
+
+    class SameForEveryImage(nn.Module):
+        def forward(self, x):
+            return torch.arange(6.0).expand(x.shape[0], 6)
+
+    result = verify(SameForEveryImage(), SameForEveryImage(), input_shape=(1, 3, 8, 8))
+    assert result.status == "inconclusive" and "the same for different inputs" in result.reason
+
+
+def test_inconclusive_has_its_own_exit_code_under_verify():
+    from zoo.adapt.errors import InconclusiveError
+
+    with pytest.raises(InconclusiveError, match="inconclusive") as info:
+        zoo.adapt(Constant(), Constant(), verify=True)
+    assert info.value.exit_code == 15 and info.value.report.verify.status == "inconclusive"
+    _, report = zoo.adapt(Constant(), Constant())  # not asked for: reported, not raised
+    assert report.verify.status == "inconclusive"
+
+
+class ZeroHead(Net):
+    def __init__(self) -> None:
+        super().__init__()
+        nn.init.zeros_(self.fc.weight)
+        nn.init.zeros_(self.fc.bias)
+
+
+def test_a_zero_head_gets_seeded_values_in_both_models():
+    source = trained(ZeroHead())
+    model, report = zoo.adapt(Net(), source, verify=True)
+    assert report.verify.status == "equal" and {"fc.weight", "fc.bias"} <= set(report.verify.seeded)
+    assert torch.count_nonzero(model.fc.weight) == 0  # the returned model holds the source's own values
+    assert torch.equal(source.fc.weight, torch.zeros_like(source.fc.weight))  # the source is left as it was

@@ -14,6 +14,7 @@ import torchvision
 from torch import nn
 
 import zoo
+from zoo.adapt.errors import VerifyError
 from zoo.errors import UserInputError
 
 
@@ -121,6 +122,86 @@ def test_torchvision_to_timm_efficientnet_b0_is_equal(tmp_path):
     _, report = _transplant("efficientnet_b0", "timm:efficientnet_b0", tmp_path)
     assert report.plan.by_key()["blocks.0.0.se.conv_reduce.weight"].source == "features.1.0.block.1.fc1.weight"
     assert report.verify.passed and report.verify.max_rel < 1e-5
+
+
+def test_regnet_whose_builder_computes_on_the_meta_device_transplants_exactly(tmp_path):
+    path = tmp_path / "regnet_y_400mf.pth"
+    torch.save(trained(torchvision.models.regnet_y_400mf()).state_dict(), path)  # the issue's F, trained-like
+    model, report = zoo.adapt("timm:regnety_004", "torchvision:regnet_y_400mf", from_weights=path, verify=True)
+    assert report.verify.status == "equal" and report.plan.coverage().by_tensors == 1.0
+    plan = report.plan.by_key()  # torchvision runs the shortcut first, timm last: aligned by use, not by order
+    assert plan["s2.b1.downsample.conv.weight"].source == "trunk_output.block2.block2-0.proj.0.weight"
+    assert plan["s2.b1.conv1.conv.weight"].source == "trunk_output.block2.block2-0.f.a.0.weight"
+    assert sum(c.kind == "stage" for c in report.verify.comparisons) >= 4
+    assert not any(t.is_meta for t in model.state_dict().values())
+
+
+@pytest.fixture(scope="module")
+def fresh_vit_file(tmp_path_factory):
+    """A freshly built vit_b_16, as in the issue: its head is zero, so its outputs are all zero."""
+    path = tmp_path_factory.mktemp("vit") / "vit_b_16.pth"
+    torch.manual_seed(0)
+    torch.save(torchvision.models.vit_b_16().state_dict(), path)
+    return path
+
+
+def test_vit_bare_parameters_are_fed_and_a_zero_head_cannot_fake_equality(fresh_vit_file):
+    _, report = zoo.adapt("timm:vit_base_patch16_224", "torchvision:vit_b_16", from_weights=fresh_vit_file)
+    plan = report.plan.by_key()
+    assert plan["cls_token"].source == "class_token" and plan["pos_embed"].source == "encoder.pos_embedding"
+    assert report.plan.coverage().by_tensors == 1.0
+    check = report.verify
+    assert check.status == "equal" and {"head.weight", "head.bias"} <= set(check.seeded)
+    assert check.input_shape == (2, 3, 224, 224) and sum(c.kind == "stage" for c in check.comparisons) == 13
+
+
+def test_vit_with_the_class_token_left_out_of_the_file_fails_verification(fresh_vit_file, tmp_path):
+    state = torch.load(fresh_vit_file)
+    del state["class_token"]
+    path = tmp_path / "no-class-token.pth"
+    torch.save(state, path)
+    with pytest.raises(VerifyError) as info:
+        zoo.adapt("timm:vit_base_patch16_224", "torchvision:vit_b_16", from_weights=path)
+    check = info.value.report.verify
+    assert check.status == "different" and "lacks 1 tensors of torchvision:vit_b_16 (class_token)" in check.reason
+    assert info.value.report.plan.by_key()["cls_token"].outcome == "MISSING"
+
+
+class Wrapped(nn.Module):
+    """resnet18 one level down (`body.`), so that names match by prefix and rules can rename blocks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = torchvision.models.resnet18()
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def test_a_transplant_with_two_blocks_swapped_fails():
+    source = trained(torchvision.models.resnet18())
+    _, report = zoo.adapt(Wrapped(), source, verify=True)
+    assert report.verify.status == "equal"
+    swap = [r"^layer1\.0\.=>body.layer1.1.", r"^layer1\.1\.=>body.layer1.0."]
+    with pytest.raises(VerifyError) as info:
+        zoo.adapt(Wrapped(), source, rules=swap, verify=True)
+    assert info.value.report.plan.by_key()["body.layer1.0.conv1.weight"].source == "layer1.1.conv1.weight"
+    stages = [c for c in info.value.report.verify.comparisons if c.kind == "stage"]
+    assert next(c.target for c in stages if not c.passed) == "body.layer1"  # found where it starts
+    assert "first difference: stage layer1 -> body.layer1" in info.value.report.verify.reason
+
+
+def test_any_architecture_timm_or_torchvision_can_build_by_name():
+    from zoo.errors import UnknownModelError
+    from zoo.targets import build_target, family_entry, resolve
+
+    entry = family_entry("timm", "mobilenetv2_100")
+    assert entry is not None and entry.builder_kwargs["model_name"] == "mobilenetv2_100" and not entry.weights
+    assert family_entry("torchvision", "resnet18").builder.endswith(":resnet18")
+    assert family_entry("timm", "no_such_architecture") is None
+    with pytest.raises(UnknownModelError):
+        resolve("timm:no_such_architecture")
+    assert type(build_target("timm:mobilenetv2_100", meta_device=True).model).__name__ == "EfficientNet"
 
 
 @pytest.mark.slow

@@ -285,6 +285,15 @@ def plan_load(
     return plan, tensors
 
 
+def with_metadata(tensors: Mapping[str, Any], model: nn.Module) -> dict[str, Any]:
+    """`tensors` with the model's own state-dict metadata (module versions some loaders read, as MNASNet's)."""
+    import collections
+
+    state = collections.OrderedDict(tensors)
+    state._metadata = getattr(model.state_dict(), "_metadata", collections.OrderedDict())  # type: ignore[attr-defined]
+    return state
+
+
 def _leftovers(matches, target: dict, source: dict) -> bool:
     """Whether names left unmatched keys on both sides (structural alignment has work to do)."""
     used = {m.source for m in matches.values()}
@@ -458,9 +467,9 @@ def _source_model(source: Source, seed: int = 0) -> tuple[nn.Module | None, str]
             with torch.random.fork_rng(devices=[]):
                 torch.default_generator.manual_seed(seed)
                 model = build_target(source.spec, {}).model
-            model.load_state_dict(state, strict=False)
+            model.load_state_dict(with_metadata(state, model), strict=False)
         else:
-            model.load_state_dict(state, strict=True, assign=True)
+            model.load_state_dict(with_metadata(state, model), strict=True, assign=True)
     except RuntimeError as exc:
         return None, f"the checkpoint does not fit {source.spec} ({str(exc).splitlines()[-1].strip()})"
     if missing:
@@ -578,7 +587,7 @@ def adapt(
     if dry_run:
         _finish(report, report_path)
         return model, report
-    model.load_state_dict(tensors, strict=False, assign=True)
+    model.load_state_dict(with_metadata(tensors, model), strict=False, assign=True)
     _materialise_rest(model, plan, init, built)
     report.still_initial = still_initial(model, plan)
     lap("load")

@@ -188,7 +188,8 @@ def verify(
         result.passed = result.passed and comparison.passed
     if not result.passed:
         result.status = DIFFERENT
-        first = next(c for c in result.comparisons if not c.passed)
+        failed = [c for c in result.comparisons if not c.passed]
+        first = next((c for c in failed if c.kind == "stage"), failed[0])  # stages run in forward order
         notes.insert(0, f"first difference: {first.kind} {first.source or 'output'} -> {first.target or 'output'}")
     else:
         outputs = [c for c in result.comparisons if c.kind == "output"]
