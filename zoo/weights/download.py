@@ -222,6 +222,7 @@ class _Download:
                 self._restart()
                 offset = 0
                 opened = self.open_source(self.url, 0)
+                self.total = opened.size if opened.size is not None else self.expected_size
             elif offset and not opened.resumed:
                 self._restart()
                 offset, self.restarted = 0, True
