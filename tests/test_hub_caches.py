@@ -140,39 +140,39 @@ def test_the_token_is_the_one_huggingface_hub_would_send(tmp_path, monkeypatch):
     assert get_token() == hub_caches.hub_token() == "hf_from_login"
 
 
-def test_cache_dirs_follow_huggingface_hub_and_torch_for_every_variable(tmp_path):
-    """zoo reads the variables at each call; huggingface_hub and torch at import: compare them, fresh each."""
+def test_the_hugging_face_cache_dir_follows_huggingface_hub_for_every_variable(tmp_path):
+    """zoo reads the variables at each call, huggingface_hub at import: compare, reloading its constants for
+    each case (torch's checkpoint folder is compared in the torchvision test below, which imports torch)."""
     cases = [
         {},
         {"XDG_CACHE_HOME": str(tmp_path / "xdg")},
         {"HF_HOME": str(tmp_path / "home"), "XDG_CACHE_HOME": str(tmp_path / "xdg")},
         {"HF_HOME": str(tmp_path / "home"), "HUGGINGFACE_HUB_CACHE": str(tmp_path / "legacy")},
         {"HF_HUB_CACHE": str(tmp_path / "hub"), "HUGGINGFACE_HUB_CACHE": str(tmp_path / "legacy")},
-        {"HF_HOME": "~/hf", "TORCH_HOME": "~/th"},
+        {"HF_HOME": "~/hf"},
     ]
     script = textwrap.dedent(
         """
         import importlib, json, os, sys
-        import huggingface_hub.constants as constants, torch.hub
+        import huggingface_hub.constants as constants
         from zoo.weights import hub_caches
         out = []
         for case in json.loads(sys.argv[1]):
-            for v in ("HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "XDG_CACHE_HOME", "TORCH_HOME"):
+            for v in ("HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "XDG_CACHE_HOME"):
                 os.environ.pop(v, None)
             os.environ.update(case)
             importlib.reload(constants)
-            out.append([constants.HF_HUB_CACHE, str(hub_caches.hub_cache_dir()),
-                        os.path.join(torch.hub.get_dir(), "checkpoints"), str(hub_caches.torch_hub_dir())])
+            out.append([constants.HF_HUB_CACHE, str(hub_caches.hub_cache_dir())])
         print(json.dumps(out))
         """
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("HF_HOME", "TORCH_HOME")}
+    env = {k: v for k, v in os.environ.items() if k != "HF_HOME"}
     process = subprocess.run(
         [sys.executable, "-c", script, json.dumps(cases)], capture_output=True, text=True, env=env, timeout=120
     )
     assert process.returncode == 0, process.stderr
-    for case, (hf_theirs, hf_ours, torch_theirs, torch_ours) in zip(cases, json.loads(process.stdout), strict=True):
-        assert (hf_ours, torch_ours) == (hf_theirs, torch_theirs), case
+    for case, (theirs, ours) in zip(cases, json.loads(process.stdout), strict=True):
+        assert ours == theirs, case
 
 
 # Full hashes from the hub ------------------------------------------------------------------------------
@@ -380,6 +380,35 @@ def test_place_in_hub_cache_without_a_commit_says_why():
     assert placed.path is None and "commit" in placed.note
 
 
+# Across the catalogue: zoo's place for each timm file is where timm loads it from ----------------------
+
+
+def test_every_timm_weight_set_is_shared_where_timm_loads_it():
+    """All 1,826 tags (a fraction of a second once timm is imported, which the offline test below needs anyway)."""
+    import timm
+    from huggingface_hub.file_download import repo_folder_name
+    from timm.models._hub import _get_safe_alternatives, hf_split
+
+    rows = [
+        (w.builder_kwargs.get("model_name") or f"{e.name}.{w.tag}", w)
+        for e in catalogues.models()
+        if e.family == "timm"
+        for w in e.weights
+    ]
+    assert len(rows) > 1800
+    for name, weights in rows:
+        cfg = timm.models.get_pretrained_cfg(name)
+        hub = hub_caches.hub_file(weights.url)
+        if hub is None:  # timm downloads it with torch.hub: $TORCH_HOME/hub/checkpoints/<URL's file name>
+            assert not cfg.hf_hub_id and Path(cfg.url).name == Path(weights.url).name, name
+            continue
+        repo_id, revision = hf_split(cfg.hf_hub_id)
+        wanted = cfg.hf_hub_filename or "pytorch_model.bin"
+        assert (hub.repo_id, hub.revision) == (repo_id, revision or "main"), name
+        assert hub.filename in (wanted, *_get_safe_alternatives(wanted)), name
+        assert hub.folder == repo_folder_name(repo_id=repo_id, repo_type="model"), name
+
+
 # The unchanged user scripts, offline, in a fresh interpreter ------------------------------------------
 
 
@@ -435,9 +464,9 @@ def test_timm_resnet50_a1_in1k_runs_offline_after_zoo_fetch(http_server, tmp_pat
 
 
 TORCHVISION_SCRIPT = """
-import json, torchvision
+import json, os, torch.hub, torchvision
 model = torchvision.models.{builder}(weights="DEFAULT")
-print(json.dumps({{"fc": float(model.state_dict()["fc.weight"].sum())}}))
+print(json.dumps({{"fc": float(model.state_dict()["fc.weight"].sum()), "dir": torch.hub.get_dir()}}))
 """
 
 
@@ -466,7 +495,9 @@ def _torchvision_offline_after_zoo_fetch(http_server, tmp_path, monkeypatch, bui
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)[0]["shared"] == [str(hub_caches.torch_hub_dir() / Path(url).name)]
     fc = float(state["fc.weight"].sum())
-    assert _offline_run(TORCHVISION_SCRIPT.format(builder=builder))["fc"] == pytest.approx(fc)
+    loaded = _offline_run(TORCHVISION_SCRIPT.format(builder=builder))
+    assert loaded["fc"] == pytest.approx(fc)
+    assert Path(loaded["dir"]) / "checkpoints" == hub_caches.torch_hub_dir()  # torch's own idea of the place
 
 
 def test_torchvision_weights_default_runs_offline_after_zoo_fetch(http_server, tmp_path, monkeypatch):  # noqa: F811
