@@ -346,6 +346,25 @@ def test_mirror_sync_refuses_a_hostile_index_and_writes_nothing(http_server, tmp
     assert [p.name for p in target.iterdir()] == ["index.json"]
 
 
+def test_mirror_sync_writes_nothing_through_a_symlink_out_of_the_mirror(http_server, tmp_path, monkeypatch):  # noqa: F811
+    from typer.testing import CliRunner
+
+    from zoo.cli.app import app
+
+    data = b"weights without a hash in their name" * 50
+    url = http_server.add("hub/model.bin", data)
+    entry = registry_entry("tiny", url, data)
+    monkeypatch.setenv("ZOO_REGISTRY", str(write_registry(tmp_path / "r.toml", [entry])))
+    catalogues.reset()
+    target, outside = tmp_path / "mirror", tmp_path / "outside"
+    target.mkdir()
+    outside.mkdir()
+    (target / Path(cache.cache_key(url)).parent).symlink_to(outside)  # `<url hash>/` leads out of the mirror
+    result = CliRunner().invoke(app, ["mirror", "sync", "torchvision:tiny", "--to", str(target)])
+    assert result.exit_code == 2 and "outside" in result.output, result.output
+    assert list(outside.iterdir()) == []
+
+
 def test_a_url_file_name_is_checked_when_a_record_is_made():
     with pytest.raises(UnsafeNameError, match="file name of https://h/x/..%2fescape.pth"):
         WeightSet("v1", "https://h/x/..%2fescape.pth")
