@@ -32,6 +32,7 @@ def safe_component(name: str, what: str = "file name") -> str:
     other control characters, absolute paths, drive letters (`C:`), and names over 255 bytes of UTF-8.
     `what` says what the name is (`"file name of URL ..."`) in the error.
     """
+    what = what if what.isprintable() else repr(what)  # a URL with a newline in it: the message stays one line
     if not isinstance(name, str):
         raise UnsafeNameError(f"{what}: must be a string, got {type(name).__name__} {name!r}")
     try:
