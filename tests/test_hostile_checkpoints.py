@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from zoo.cli.app import app
@@ -236,13 +238,17 @@ def test_claimed_sizes_are_never_allocated(hostile):
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000  # kB
 
 
-@pytest.mark.parametrize("command", ["inspect", "adapt"])
+@pytest.mark.parametrize("command", ["inspect", "adapt", "import"])
 def test_the_cli_says_one_line_and_exits_6(hostile, command, tmp_path):
     runner = CliRunner()
     for name in ("empty.pth", "half.pth", "random.pth", "traversal.pth", "header-length.safetensors"):
         path = hostile[name][0]
-        args = ["inspect", str(path)] if command == "inspect" else ["adapt", "resnet18", "--from", str(path)]
-        result = runner.invoke(app, [*args, "-o", str(tmp_path / "out.safetensors")] if command == "adapt" else args)
+        args = {
+            "inspect": ["inspect", str(path)],
+            "adapt": ["adapt", "resnet18", "--from", str(path), "-o", str(tmp_path / "out.safetensors")],
+            "import": ["import", str(path)],
+        }[command]
+        result = runner.invoke(app, args)
         lines = [line for line in result.output.splitlines() if line.strip()]
         assert result.exit_code == 6, (name, result.output)
         assert len(lines) == 1 and lines[0].startswith("Error: ") and str(path) in lines[0], (name, result.output)
@@ -305,3 +311,36 @@ def test_timm_train_args_namespace_is_allowed_but_nothing_else_new(tmp_path):
     torch.save({"state_dict": tensors(), "args": argparse.FileType("r")}, path)
     with pytest.raises(UnsafeCheckpointError, match="argparse.FileType"):
         load_checkpoint(path)
+
+
+@pytest.fixture(scope="module")
+def genuine() -> dict[str, bytes]:
+    """Small real checkpoints in each format, for the fuzzer to damage."""
+    from safetensors.torch import save as save_safetensors
+
+    return {
+        "zip.pth": saved(),
+        "legacy.pth": saved(_use_new_zipfile_serialization=False),
+        "w.safetensors": save_safetensors(tensors()),
+    }
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    kind=st.sampled_from(["zip.pth", "legacy.pth", "w.safetensors"]),
+    cut=st.floats(0, 1),
+    changes=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), max_size=6),
+)
+def test_damaged_bytes_load_or_fail_with_zoos_error_only(genuine, tmp_path_factory, kind, cut, changes):
+    """Any truncation point and any overwritten bytes: a Checkpoint, or a CheckpointError; never anything else."""
+    data = bytearray(genuine[kind][: max(1, int(len(genuine[kind]) * cut))] if cut < 1 else genuine[kind])
+    for where, value in changes:
+        data[min(int(where * len(data)), len(data) - 1)] = value
+    path = tmp_path_factory.mktemp("fuzz") / kind
+    path.write_bytes(bytes(data))
+    start = time.perf_counter()
+    try:
+        load_checkpoint(path)
+    except CheckpointError as error:
+        assert str(path) in str(error) and "\n" not in str(error)
+    assert time.perf_counter() - start < 5

@@ -142,9 +142,13 @@ def test_mmpretrain_layout(tmp_path, raw):
     assert_loads_into_resnet18(checkpoint.state_dict, raw)
 
 
-def test_a_timm_model_with_head_and_backbone_modules_is_not_mistaken_for_mmpretrain():
-    state = {"backbone.weight": torch.zeros(2), "head.proj.weight": torch.zeros(2)}  # a head that is not head.fc
-    assert list(unwrap(state).state_dict) == list(state)
+def test_a_model_with_head_and_backbone_modules_is_not_mistaken_for_mmpretrain():
+    state = {"backbone.weight": torch.zeros(2), "head.fc.weight": torch.zeros(2)}
+    assert list(unwrap(state).state_dict) == list(state)  # no mmengine `meta` beside it
+    assert list(unwrap({"state_dict": state, "epoch": 1}).state_dict) == list(state)
+    assert list(unwrap({"state_dict": state, "meta": {}}).state_dict) == ["weight", "fc.weight"]
+    other = {"backbone.weight": torch.zeros(2), "head.proj.weight": torch.zeros(2)}  # a head that is not head.fc
+    assert list(unwrap({"state_dict": other, "meta": {}}).state_dict) == list(other)
 
 
 @pytest.fixture(scope="module")

@@ -348,12 +348,15 @@ def import_file(path: str | Path, spec: str | None = None) -> list[FetchResult]:
 
     Returns one result per registry weight set it belongs to; raises when it matches none (or not `spec`).
     """
+    from zoo.weights.loading import check_checkpoint
+
     path = Path(path)
     if not path.is_file():
         raise FetchError(f"no such file: {path}")
     sha = cache.hash_file(path)
     selections = matching_weights(sha, spec)
     if not selections:
+        check_checkpoint(path)  # a damaged or hostile file is named as such (exit code 6), not only as unknown
         scope = f"the weights of {spec}" if spec else "any weight set in the registry"
         raise FetchError(
             f"{path} (sha256 {sha}) does not match {scope}; it was not imported (`zoo inspect {path}` shows what it is)"

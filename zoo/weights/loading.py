@@ -72,7 +72,7 @@ def detect_format(path: Path) -> str:
         head = stream.read(16)
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
         return "zip"
-    if head[:1] == b"\x80" and 2 <= head[1] <= 5:
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
         return "legacy"
     if len(head) >= 9 and head[8:9] == b"{":
         return "safetensors"
@@ -101,6 +101,27 @@ def load_checkpoint(path: str | Path, *, trust_pickle: bool = False, ema: bool |
     found = unwrap(obj, str(path), ema)
     kind = "safetensors" if fmt == "safetensors" else "pickle"
     return Checkpoint(found.state_dict, path, kind, found.steps, found.ema)
+
+
+def check_checkpoint(path: str | Path) -> str:
+    """Check a checkpoint's layout without loading it (nothing unpickled, nothing allocated from what it claims):
+    its format, or the CheckpointError load_checkpoint would raise for its layout (`zoo import` calls it)."""
+    path = Path(path)
+    fmt = detect_format(path)
+    if fmt == "zip":
+        data_pkl, records = check_zip(path)
+        _check_pickle(path, data_pkl, False, records=records)
+    elif fmt == "legacy":
+        _check_pickle(path, path.read_bytes(), False, legacy=True)
+    else:
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), "pt") as opened:
+                opened.keys()
+        except Exception as exc:  # noqa: BLE001 - SafetensorError and whatever else a damaged header raises
+            raise CheckpointError(f"{path}: not a valid .safetensors file: {_first_line(exc)}") from None
+    return fmt
 
 
 def _load_safetensors(path: Path) -> dict[str, Any]:

@@ -4,9 +4,9 @@ Handled: containers (`{"state_dict": ...}` from Lightning, `{"model": ...}`, ...
 `optimizer_states`, `hyper_parameters` beside; timm's train script output (`state_dict` and `state_dict_ema`:
 the EMA by default, `ema=False` for the raw weights); a whole pickled `nn.Module`; the prefixes wrappers add
 (`module.` from DataParallel/DDP, `_orig_mod.` from torch.compile, `model.` from a LightningModule, nested in
-any order); mmpretrain's `backbone.`/`neck.`/`head.fc.` layout. `backbone_of` takes the classification
-backbone out of a torchvision detection (`backbone.body.`) or segmentation (`backbone.`) model: callers use
-it when the whole dict fits nothing, since those layouts are also models of their own.
+any order); mmpretrain's `backbone.`/`neck.`/`head.fc.` layout (with its `meta` beside). `backbone_of`
+takes the classification backbone out of a torchvision detection (`backbone.body.`) or segmentation
+(`backbone.`) model: callers use it when the whole dict fits nothing, those layouts being models too.
 """
 
 from __future__ import annotations
@@ -50,11 +50,13 @@ def unwrap(obj: Any, where: str = "", ema: bool | None = None) -> Unwrapped:
 
     steps: list[str] = []
     chose_ema = None
+    mmengine = False  # mmpretrain/mmengine checkpoints carry a `meta` dict beside their state_dict
     obj = _module_state(obj, steps)
     while isinstance(obj, Mapping) and not _mostly_tensors(obj):
         key, chose_ema = _container_key(obj, where, ema, chose_ema)
         if key is None:
             break
+        mmengine = mmengine or isinstance(obj.get("meta"), Mapping)
         others = [str(k) for k in obj if k != key]
         beside = f" (beside {', '.join(others[:5])}{', ...' if len(others) > 5 else ''})" if others else ""
         steps.append(f"[{key!r}]{beside}")
@@ -71,7 +73,8 @@ def unwrap(obj: Any, where: str = "", ema: bool | None = None) -> Unwrapped:
         steps.append(f"dropped {len(obj) - len(tensors)} non-tensor entries")
     metadata = getattr(obj, "_metadata", None)
     tensors, metadata = _strip_prefixes(tensors, metadata, steps)
-    tensors = _mmpretrain(tensors, steps)
+    if mmengine:
+        tensors = _mmpretrain(tensors, steps)
     return Unwrapped(with_metadata(tensors, metadata), steps, chose_ema)
 
 
