@@ -192,6 +192,9 @@ def test_inside_refuses_paths_that_resolve_outside_the_root(tmp_path):
     (tmp_path / "root-sibling").mkdir()  # a prefix match of the root's name is not inside it
     with pytest.raises(UnsafeNameError):
         inside(root, tmp_path / "root-sibling" / "w.pth")
+    (root / "loop").symlink_to(root / "loop")
+    with pytest.raises(UnsafeNameError, match="refusing to write"):
+        inside(root, root / "loop" / "w.pth")
 
 
 def test_a_symlink_in_the_cache_cannot_carry_a_download_outside(http_server, tmp_path):  # noqa: F811

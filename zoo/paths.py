@@ -93,10 +93,13 @@ def inside(root: str | Path, path: str | Path) -> Path:
     mirror directory, the `-o` directory of `zoo convert`) before it is opened.
     """
     path = Path(path)
-    resolved_root = Path(root).resolve()
-    resolved = path.resolve()
+    try:
+        resolved_root, resolved = Path(root).resolve(), path.resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+        raise UnsafeNameError(f"refusing to write {path}: it cannot be resolved ({exc})") from None
     if resolved != resolved_root and resolved_root not in resolved.parents:
         raise UnsafeNameError(
-            f"refusing to write {path}: it resolves to {resolved}, outside {resolved_root}, where it belongs"
+            f"refusing to write {path}: it resolves to {resolved}, outside {resolved_root}, where it belongs; "
+            "remove the link that leads there or choose another directory"
         )
     return path
