@@ -332,6 +332,30 @@ def test_a_mirror_index_that_is_not_one_is_refused(tmp_path, text):
         read_index(index)
 
 
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8) | HOSTILE_TEXT,
+    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.sampled_from(["file", "sha256", "x"]), kids),
+    max_leaves=10,
+)
+INDEX_ENTRY = st.fixed_dictionaries(
+    {"file": st.one_of(HOSTILE_TEXT, st.just("ok-0123abcd.pth"), JSON), "sha256": st.sampled_from(["ab" * 32, 3])}
+)
+
+
+@settings(max_examples=100, deadline=1000)
+@given(st.one_of(st.fixed_dictionaries({"files": st.lists(st.one_of(INDEX_ENTRY, JSON), max_size=3)}), JSON))
+def test_any_mirror_index_is_read_or_refused_in_one_line(tmp_path, document):
+    index = tmp_path / "index.json"
+    index.write_text(json.dumps(document))
+    try:
+        entries = read_index(index)
+    except UserInputError as exc:
+        assert str(exc).startswith(f"{index}: ") and "\n" not in str(exc)
+        return
+    for key in entries:
+        assert tmp_path.resolve() in (tmp_path / key).resolve().parents
+
+
 def test_mirror_sync_refuses_a_hostile_index_and_writes_nothing(http_server, tmp_path, monkeypatch):  # noqa: F811
     from typer.testing import CliRunner
 
