@@ -148,24 +148,59 @@ def test_resnet18_from_a_weights_file_exports_verifies_and_records_metadata(tmp_
     assert leftovers(tmp_path) == []
 
 
-def test_mobilenet_v3_small_random_init_is_a_degenerate_reference(tmp_path):
-    """torchvision's init gives mobilenet_v3_small outputs of ~1e-9: comparing with them proves nothing."""
+def test_mobilenet_v3_small_random_init_gets_seeded_weights_before_its_one_export(tmp_path, monkeypatch):
+    """torchvision's init gives mobilenet_v3_small outputs of ~1e-9: comparing with them proves nothing, so with
+    --weights none zoo sets seeded weights first, and exports once."""
+    from zoo.exporting import core
+    from zoo.exporting.verify import seed_weights
+
+    calls = []
+    real_export_module = core.export_module
+    monkeypatch.setattr(core, "export_module", lambda *a, **k: calls.append(a) or real_export_module(*a, **k))
     out = tmp_path / "mnv3.onnx"
-    report = export("mobilenet_v3_small", out, weights="none", exporter="torchscript").to_dict()
+    report = export("torchvision.models:mobilenet_v3_small", out, weights="none", exporter="torchscript").to_dict()
+    assert len(calls) == 1  # never exported twice
     verification = report["verification"]
-    assert verification["degenerate_reference"] and verification["seeded_weights"] == 0
+    assert verification["seeded_weights"] == 0 and not verification["degenerate_reference"]
     assert_checked_at_batches(report)
-    assert any("seeded" in note for note in report["notes"])
-    # The seeded copy's outputs are non-trivial: the comparison had something to compare.
+    assert any("seeded weights (seed 0)" in note for note in report["notes"])
+    assert read_metadata(str(out))["zoo.weights"] == "none (seeded 0)"
+    # The seeded outputs are non-trivial, and the file holds those weights: it matches a seeded model.
     assert all(o["cosine"] > 0.9999 and o["top1"] == 1.0 for c in verification["checks"] for o in c["outputs"])
-    assert run_onnx(out, np.zeros((2, 3, 224, 224), np.float32))[0].shape == (2, 1000)
+    import torchvision
+
+    model = torchvision.models.mobilenet_v3_small().eval()
+    seed_weights(model, 0)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    assert float(np.ptp(expected)) > 1e-2
+    np.testing.assert_allclose(run_onnx(out, x.numpy())[0], expected, atol=1e-4, rtol=1e-3)
+
+
+def test_degenerate_real_weights_are_kept_and_said(tiny, tmp_path):
+    """Weights the user gave are never replaced: a degenerate reference is reported, not hidden."""
+    from zoo.registry.references import import_reference
+
+    model = import_reference(f"{tiny}:TinyCNN")()
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.fill_(0.5)
+    weights = tmp_path / "constant.pth"
+    torch.save(model.state_dict(), weights)
+    report = export(f"{tiny}:TinyCNN", tmp_path / "c.onnx", weights=str(weights), input_shape=(1, 3, 8, 8))
+    assert report.verified and report.verification.degenerate_reference
+    assert report.verification.seeded_weights is None
+    assert any("agreement proves little" in note for note in report.notes)
+    (out,) = run_onnx(tmp_path / "c.onnx", np.ones((1, 3, 8, 8), np.float32))
+    np.testing.assert_allclose(out, 0.5)
 
 
 def test_small_vit_exports_with_dynamo_where_torchscript_fails(tiny, tmp_path):
     out = tmp_path / "vit.onnx"
     report = export(f"{tiny}:tiny_vit", out, weights="none", input_shape=(1, 3, 32, 32))
     assert report.exporter == "dynamo" and report.verified
-    assert report.verification.degenerate_reference  # zero-initialised head, as vit_b_16 without weights
+    assert report.verification.seeded_weights == 0  # zero-initialised head, as vit_b_16 without weights
     assert [c.input_shape[0] for c in report.verification.checks] == [1, 2, 3]
     with pytest.raises(ExportError, match="_native_multi_head_attention") as failure:
         export(f"{tiny}:tiny_vit", tmp_path / "vit-ts.onnx", input_shape=(1, 3, 32, 32), exporter="torchscript")

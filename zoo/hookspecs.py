@@ -82,3 +82,16 @@ def register_executors(register: Callable) -> None:
     manifest row (a dict) per `ConvertTask` as each finishes, and `shutdown()`. Import heavy engines
     (Ray, Dask) inside the factory, so an unused executor costs nothing.
     """
+
+
+@hookspec
+def register_runtimes(register: Callable) -> None:
+    """Contribute verification runtimes for `zoo export --runtime NAME`: call `register(name, runtime, overrides=None)`.
+
+    Called when an export is verified. `runtime(path, device=..., fp16=...)` loads the exported ONNX file and
+    returns a session with `input_names` (the graph's inputs, in order), `label` (runtime, version, device)
+    and `run(feeds)`, which takes {input name: numpy array} and returns the outputs in the graph's order;
+    zoo compares them with PyTorch's as it does onnxruntime's (built in, always run). An optional
+    `runtime.check()` is called before exporting and raises `zoo.UserInputError` when the runtime is not
+    installed. Import the runtime inside `runtime`, so an unused one costs nothing.
+    """

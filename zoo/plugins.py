@@ -27,6 +27,7 @@ BUILTIN_PLUGINS = {
     "sources": "zoo_plugins.sources",
     "architectures": "zoo_plugins.architectures",
     "executors": "zoo_plugins.executors",
+    "runtimes": "zoo_plugins.runtimes",
 }
 
 

@@ -19,7 +19,9 @@ from zoo.cli.export_options import (
     InputOption,
     OpsetOption,
     RtolOption,
+    RuntimeOption,
     SimplifyOption,
+    TaskOption,
     VerifyOption,
     parse_shape,
 )
@@ -36,6 +38,7 @@ def export_command(
     weights: Annotated[
         str | None, typer.Option(help="Weight tag, checkpoint FILE, or 'none' (default: the registry default).")
     ] = None,
+    task: TaskOption = None,
     input_shape: InputOption = None,
     dynamic_batch: DynamicBatchOption = True,
     dynamic_hw: DynamicHWOption = False,
@@ -48,6 +51,7 @@ def export_command(
     atol: AtolOption = None,
     rtol: RtolOption = None,
     external_data: ExternalDataOption = "auto",
+    runtime: RuntimeOption = None,
     arg: ArgOption = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
@@ -62,6 +66,7 @@ def export_command(
                 model,
                 output,
                 weights=weights,
+                task=task,
                 input_shape=shape,
                 dynamic_batch=dynamic_batch,
                 dynamic_hw=dynamic_hw,
@@ -74,6 +79,7 @@ def export_command(
                 atol=atol,
                 rtol=rtol,
                 external_data=external_data,
+                runtimes=runtime or (),
                 kwargs=parse_kwargs(arg),
                 progress=lambda message: status.update(message),
             )
@@ -95,13 +101,13 @@ def _render(report) -> None:
     size = f"{report.size_bytes / 1e6:.1f} MB" + (f", data in {report.external_data}" * bool(report.external_data))
     nodes = f"{report.nodes_before} -> {report.nodes_after}" + ("" if report.simplified else " (not simplified)")
     rows = [
-        ("model", report.model),
+        ("model", report.model + f"  ({report.task}{', quantized' if report.quantized else ''})"),
         ("weights", report.weights + (f"  sha256 {report.weights_sha256[:12]}" if report.weights_sha256 else "")),
         ("exporter", f"{report.exporter}, opset {report.opset}"),
-        ("input", "x".join(map(str, report.input_shape)) + _dynamic(report)),
+        ("input", ", ".join(report.input_names) + " " + "x".join(map(str, report.input_shape)) + _dynamic(report)),
         ("outputs", ", ".join(report.output_names)),
         ("nodes", nodes),
-        ("precision", "fp16 (float32 inputs/outputs)" if report.fp16 else "fp32"),
+        ("precision", "fp16 (float32 inputs/outputs)" if report.fp16 else "int8 (QDQ)" if report.quantized else "fp32"),
         ("size", size),
         ("time", f"{report.seconds.get('total', 0):.1f} s"),
     ]
@@ -112,30 +118,43 @@ def _render(report) -> None:
     console.print(table(None, ("", report.output), rows))
     verification = report.verification
     if verification is not None:
-        vrows = [
-            (
+        title = (
+            f"onnxruntime ({verification.provider}) vs PyTorch ({verification.reference_device}), "
+            f"atol {verification.atol:g} rtol {verification.rtol:g}"
+        )
+        _render_checks(title, verification.checks)
+        for runtime in verification.runtimes:
+            if runtime.error:
+                console.print(f"[red]{runtime.label}: could not run the model:[/] {runtime.error}")
+            else:
+                _render_checks(f"{runtime.label} vs PyTorch ({verification.reference_device})", runtime.checks)
+        if verification.seeded_weights is not None:
+            console.print(f"[yellow]random weights:[/] seeded before exporting (seed {verification.seeded_weights})")
+        elif verification.degenerate_reference:
+            console.print("[yellow]degenerate reference:[/] PyTorch's outputs are empty or constant")
+    for note in report.notes:
+        console.print(f"note: {note}", style="dim")
+    console.print("verified" if data["verified"] else ("written, not verified" if verification is None else "FAILED"))
+
+
+def _render_checks(title: str, checks) -> None:
+    detection = any(o.matched is not None for c in checks for o in c.outputs)
+    rows = []
+    for c in checks:
+        for o in c.outputs:
+            row = [
                 "x".join(map(str, c.input_shape)),
                 o.name,
                 f"{o.max_abs:.2e}",
                 f"{o.max_rel:.2e}",
                 f"{o.cosine:.6f}",
                 "" if o.top1 is None else f"{o.top1:.0%}",
-                "ok" if o.passed else "FAIL",
-            )
-            for c in verification.checks
-            for o in c.outputs
-        ]
-        title = (
-            f"onnxruntime ({verification.provider}) vs PyTorch ({verification.reference_device}), "
-            f"atol {verification.atol:g} rtol {verification.rtol:g}"
-        )
-        console.print(table(title, ("input", "output", "max abs", "max rel", "cosine", "top-1", ""), vrows))
-        if verification.degenerate_reference:
-            seed = verification.seeded_weights
-            console.print(f"[yellow]degenerate reference:[/] verified with seeded weights (seed {seed})")
-    for note in report.notes:
-        console.print(f"note: {note}", style="dim")
-    console.print("verified" if data["verified"] else ("written, not verified" if verification is None else "FAILED"))
+            ]
+            row += [f"{o.matched:.0%}" if o.matched is not None else ""] if detection else []
+            rows.append((*row, "ok" if o.passed else f"FAIL{': ' + o.note if o.note else ''}"))
+    columns = ["input", "output", "max abs", "max rel", "cosine", "top-1/agree"]
+    columns += ["matched", ""] if detection else [""]
+    console.print(table(title, columns, rows))
 
 
 def _dynamic(report) -> str:

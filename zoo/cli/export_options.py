@@ -8,7 +8,17 @@ import typer
 
 from zoo.errors import UserInputError
 
-InputOption = Annotated[str | None, typer.Option("--input", help="Input shape NxCxHxW, e.g. 1x3x224x224.")]
+InputOption = Annotated[
+    str | None, typer.Option("--input", help="Input shape NxCxHxW (video NxCxTxHxW), e.g. 1x3x224x224.")
+]
+TaskOption = Annotated[
+    str | None,
+    typer.Option(help="classification, detection, segmentation, video or optical_flow (default: the registry's)."),
+]
+RuntimeOption = Annotated[
+    list[str] | None,
+    typer.Option("--runtime", help="Also verify in this runtime: openvino, opencv, or a plugin's (repeatable)."),
+]
 DynamicBatchOption = Annotated[
     bool, typer.Option("--dynamic-batch/--static", help="A symbolic batch dimension (default) or a fixed one.")
 ]

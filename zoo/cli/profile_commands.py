@@ -26,7 +26,7 @@ def parse_input(text: str) -> tuple[int, ...]:
     except ValueError:
         dims = ()
     if not dims or any(d < 1 for d in dims):
-        raise UserInputError(f"--input {text!r}: write it as NxCxHxW, e.g. 1x3x224x224")
+        raise UserInputError(f"--input {text!r}: write it as NxCxHxW (a video's NxCxTxHxW), e.g. 1x3x224x224")
     if len(dims) == 1:
         return (1, 3, dims[0], dims[0])
     if len(dims) == 3:
@@ -54,6 +54,10 @@ def profile_command(
         str, typer.Option(help="A weights tag, a checkpoint file, or none (counts do not change).")
     ] = "none",
     device: Annotated[str, typer.Option(help="cpu or cuda (for --latency).")] = "cpu",
+    task: Annotated[
+        str | None,
+        typer.Option(help="classification, detection, segmentation, video or optical_flow (default: the registry's)."),
+    ] = None,
     per_layer: Annotated[bool, typer.Option("--per-layer", help="A table per module.")] = False,
     depth: Annotated[int | None, typer.Option(help="Modules down to this depth (implies --per-layer).")] = None,
     stages: Annotated[bool, typer.Option("--stages", help="Output shape of each top-level child, in order.")] = False,
@@ -84,15 +88,24 @@ def profile_command(
     per_layer = per_layer or depth is not None
     results = []
     with Progress(console=err_console, transient=True, disable=json_output or len(models) < 2) as progress:
-        task = progress.add_task("profiling", total=len(models) * max(1, len(shapes)))
+        bar = progress.add_task("profiling", total=len(models) * max(1, len(shapes)))
         for spec in models:
-            progress.update(task, description=spec)
+            progress.update(bar, description=spec)
             prepared = prepare(spec, weights=weights, device=device, kwargs=kwargs, real=latency)
             for shape in shapes or [None]:
                 results.append(
-                    profile(prepared, shape, device=device, latency=latency, runs=runs, warmup=warmup, threads=threads)
+                    profile(
+                        prepared,
+                        shape,
+                        device=device,
+                        latency=latency,
+                        runs=runs,
+                        warmup=warmup,
+                        threads=threads,
+                        task=task,
+                    )
                 )
-                progress.advance(task)
+                progress.advance(bar)
     if csv_file is not None:
         _write_csv(csv_file, results, depth, per_layer)
     if plot is not None:

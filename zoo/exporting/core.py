@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
-import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zoo import tasks
 from zoo.errors import UserInputError, ZooError
 from zoo.exporting import verify as verifying
 from zoo.exporting.errors import VerificationError
-from zoo.exporting.exporters import ExportSpec, export_module
+from zoo.exporting.exporters import ExportSpec, export_module, summarise
 from zoo.exporting.metadata import metadata_for, set_metadata
-from zoo.exporting.report import ExportReport, ShapeCheck, Verification
+from zoo.exporting.report import ExportReport, RuntimeCheck, ShapeCheck, Verification
 from zoo.exporting.simplify import simplify as run_simplify
 from zoo.exporting.writing import Staged, stage
+from zoo.numerics import is_degenerate
 
 if TYPE_CHECKING:
     import onnx
     from torch import nn
 
 SEED = 0
-DEFAULT_INPUT = (1, 3, 224, 224)
 DEVICES = ("cpu", "cuda")
 
 
@@ -43,6 +43,7 @@ def export(
     output: str | Path,
     *,
     weights: str | None = None,
+    task: str | None = None,
     input_shape: tuple[int, ...] | None = None,
     dynamic_batch: bool = True,
     dynamic_hw: bool = False,
@@ -55,13 +56,17 @@ def export(
     atol: float | None = None,
     rtol: float | None = None,
     external_data: str = "auto",
+    runtimes: Sequence[str] = (),
     kwargs: dict[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> ExportReport:
     """Export MODEL (a zoo.targets spec or a module) to ONNX at `output`; raise ExportError/VerificationError.
 
     `weights`: None (the registry default; random for other targets), "none", a weight tag or a file.
-    Nothing is written at `output` unless export (and verification, when asked) succeeded.
+    `task`: one of zoo.tasks (default: the registry entry's, else classification). `runtimes`: runtimes to
+    verify in besides onnxruntime (`openvino`, `opencv`, or a plugin's). With random weights whose outputs are
+    degenerate, seeded weights are set before the one export. Nothing is written at `output` unless export
+    (and verification, when asked) succeeded.
     """
     step = progress or (lambda _message: None)
     start = time.perf_counter()
@@ -70,30 +75,55 @@ def export(
     if output.suffix != ".onnx":
         raise UserInputError(f"output {str(output)!r} should end in .onnx")
     seconds: dict[str, float] = {}
+    from zoo.exporting.runtimes import resolve
+
+    chosen = resolve(runtimes) if verify else []
 
     step("building the model")
     from zoo.exporting.source import load_source
 
     source = load_source(model, weights, kwargs)
-    net = source.model.eval().to(device)
-    shape = tuple(input_shape or ((1, *source.input_size) if source.input_size else DEFAULT_INPUT))
-    if len(shape) < 2 or any(d < 1 for d in shape):
-        raise UserInputError(f"--input {'x'.join(map(str, shape))}: give a shape such as 1x3x224x224")
+    task = tasks.task_of(source.target.selection, task)
+    family = tasks.family(task)
+    net = source.model.eval()
+    quantized = tasks.is_quantized(net)
+    if quantized and (device != "cpu" or fp16):
+        raise UserInputError("a quantized model runs on the CPU only, in int8: leave out --device cuda and --fp16")
+    net = net.to(device)
+    shape = tasks.check_shape(task, input_shape or tasks.default_shape(task, source.input_size))
+    notes = tasks.limits(task, dynamic_batch, shape)
+    dynamic_batch = dynamic_batch and family.batch
+    module = tasks.exportable(task, net)
+    random = source.weights == "none"
+    if random:
+        notes += tasks.random_weights_ready(task, net)
     example_shape = (max(2, shape[0]), *shape[1:]) if dynamic_batch else shape  # batch 1 would be specialised
-    example = verifying.make_inputs([example_shape], seed=SEED + 1)[0].to(device)
-    shapes = verifying.check_shapes(shape, dynamic_batch, dynamic_hw)
-    inputs = verifying.make_inputs(shapes, seed=SEED)
-    seconds["load"] = time.perf_counter() - start
+    example = tuple(x.to(device) for x in tasks.make_inputs(task, example_shape, seed=SEED + 100))
+    inputs = tasks.check_inputs(task, shape, dynamic_batch, dynamic_hw, seed=SEED) if verify else []
+    seconds["build"] = time.perf_counter() - start
 
     tick = time.perf_counter()
     step("running PyTorch for reference outputs")
-    references, names = _reference(net, inputs if verify else [example.cpu()], device)
-    degenerate = verify and verifying.is_degenerate(references)
+    references, names = _reference(module, inputs or [tuple(x.cpu() for x in example)], device)
+    degenerate = verify and is_degenerate(a for outputs in references for a in outputs)
+    seeded = None
+    if degenerate and random and not quantized:
+        verifying.seed_weights(net, SEED)
+        seeded = SEED
+        references, names = _reference(module, inputs, device)
+        degenerate = is_degenerate(a for outputs in references for a in outputs)
+        notes.append(
+            f"random weights gave empty, near-zero or constant outputs: exported with seeded weights (seed {SEED}) "
+            "so that verification compares something"
+        )
+    if degenerate:
+        notes.append("PyTorch's outputs are empty, near zero or constant with these weights: agreement proves little")
     seconds["reference"] = time.perf_counter() - tick
 
-    spec = ExportSpec(example, dynamic_batch, dynamic_hw, ["input"], names, opset)
+    axes, output_axes = tasks.axes(task, dynamic_batch, dynamic_hw)
+    spec = ExportSpec(example, axes, output_axes, list(family.input_names), names, opset)
     step("exporting to ONNX")
-    built = _build(net, spec, exporter, simplify, fp16, verify, seconds)
+    built = _build(module, spec, exporter, simplify, fp16, verify, seconds)
     report = ExportReport(
         model=model if isinstance(model, str) else source.target.spec,
         output=str(output),
@@ -105,7 +135,7 @@ def export(
         input_shape=list(shape),
         dynamic_batch=dynamic_batch,
         dynamic_hw=dynamic_hw,
-        input_names=["input"],
+        input_names=list(family.input_names),
         output_names=names,
         device=device,
         fp16=fp16,
@@ -113,11 +143,14 @@ def export(
         simplify_note=built.simplify_note,
         nodes_before=built.nodes_before,
         nodes_after=built.nodes_after,
+        task=task,
+        quantized=quantized,
         seconds=seconds,
+        notes=notes,
     )
     metadata = metadata_for(
         report.model,
-        source.weights,
+        source.weights if seeded is None else f"none (seeded {seeded})",
         source.weights_sha256,
         list(shape),
         source.mean,
@@ -127,36 +160,30 @@ def export(
         fp16,
     )
     for _, proto in built.candidates:
-        set_metadata(proto, metadata)
+        set_metadata(proto, metadata | {"zoo.task": task})
 
     staged: Staged | None = None
     try:
+        index = 0
         if verify:
             step("verifying with onnxruntime")
             tick = time.perf_counter()
-            default_atol, default_rtol = verifying.DEFAULT_TOLERANCES["fp16" if fp16 else "fp32"]
+            precision = "fp16" if fp16 else ("quantized" if quantized else "fp32")
+            default_atol, default_rtol = verifying.DEFAULT_TOLERANCES[precision]
             tolerances = (default_atol if atol is None else atol, default_rtol if rtol is None else rtol)
-            if degenerate:
-                report.notes.append(
-                    "the model's outputs are near zero or constant with these weights: verified the same "
-                    f"export pipeline on a copy with seeded non-trivial weights (seed {SEED}) instead"
-                )
-                clone = copy.deepcopy(net)
-                verifying.seed_weights(clone, SEED)
-                references, _ = _reference(clone, inputs, device)
-                fixed = ExportSpec(example, dynamic_batch, dynamic_hw, ["input"], names, opset)
-                check_built = _build(clone, fixed, built.exporter, simplify, fp16, True, {})
-                index, verification, _ = _verify(
-                    check_built, inputs, references, names, tolerances, device, fp16, output, external_data, keep=False
-                )
-            else:
-                index, verification, staged = _verify(
-                    built, inputs, references, names, tolerances, device, fp16, output, external_data, keep=True
-                )
+            checked = (task, inputs, references, names, tolerances)
+            where = (device, fp16, output, external_data)
+            index, verification, staged = _verify(built, checked, where, chosen[0], seconds)
             verification.degenerate_reference = degenerate
-            verification.seeded_weights = SEED if degenerate else None
+            verification.seeded_weights = seeded
+            if verification.passed and staged is not None:
+                for name, runtime in chosen[1:]:
+                    step(f"verifying with {name}")
+                    check = _other_runtime(name, runtime, staged, task, inputs, references, names, tolerances, device)
+                    seconds[f"verify:{name}"] = check.seconds
+                    verification.runtimes.append(check)
+                verification.passed = all(r.passed for r in verification.runtimes)
             verification.seconds = time.perf_counter() - tick
-            seconds["verify"] = verification.seconds
             report.verification = verification
             if not verification.passed:
                 raise VerificationError(_failure(verification, output), report)
@@ -164,8 +191,6 @@ def export(
                 report.simplified = False
                 report.simplify_note = "onnxsim changed the results: kept the unsimplified model"
                 report.nodes_after = report.nodes_before
-        else:
-            index = 0
         tick = time.perf_counter()
         step("writing")
         if staged is None:
@@ -192,23 +217,28 @@ def _check_device(device: str) -> str:
     return device
 
 
-def _reference(net: nn.Module, inputs: list, device: str) -> tuple[list, list[str]]:
+def _reference(module: nn.Module, inputs: list[tuple], device: str) -> tuple[list, list[str]]:
+    """PyTorch's outputs at every input and the output names; a model that cannot run on the input is one line."""
+    try:
+        references = verifying.reference_outputs(module, inputs, device)
+    except ZooError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a model that cannot run on the input: say so in one line
+        shape = "x".join(map(str, inputs[0][0].shape))
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserInputError(f"the model fails on an input of shape {shape} ({first}); check --input") from exc
     import torch
 
-    with torch.no_grad():
-        try:
-            outputs = net(inputs[0].to(device))
-        except Exception as exc:  # noqa: BLE001 - a model that cannot run on the input: say so in one line
-            shape = "x".join(map(str, inputs[0].shape))
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UserInputError(f"the model fails on an input of shape {shape} ({first}); check --input") from exc
-        _, names = verifying.flatten_outputs(outputs)
-    return verifying.reference_outputs(net, inputs, device), names
+    with torch.no_grad(), verifying.no_tf32():
+        _, names = tasks.flatten(module(*(x.to(device) for x in inputs[0])))
+    return references, names
 
 
 def _build(net, spec: ExportSpec, exporter: str, simplify: bool, fp16: bool, verify: bool, seconds: dict) -> _Built:
     exported = export_module(net, spec, exporter)
     seconds["export"] = exported.seconds
+    if exported.optimize_seconds:
+        seconds["optimize"] = exported.optimize_seconds
     candidates: list[tuple[str, onnx.ModelProto]] = []
     from zoo.exporting.simplify import count_nodes
 
@@ -231,14 +261,24 @@ def _build(net, spec: ExportSpec, exporter: str, simplify: bool, fp16: bool, ver
     return _Built(exported.exporter, exported.opset, exported.fallback_reason, before, after, note, candidates)
 
 
-def _verify(built: _Built, inputs, references, names, tolerances, device, fp16, output, policy, keep: bool):
-    """Verify candidates in order; the index of the first that passes (else 0), its Verification, its staging."""
+def _verify(built: _Built, checked: tuple, where: tuple, runtime, seconds: dict):
+    """Verify candidates in onnxruntime in order; the index of the first that passes (else 0), its Verification
+    and its staging (None when none passed). `seconds` gets session creation and the runs."""
     failures: list[Verification] = []
+    task, inputs, references, names, tolerances = checked
+    device, fp16, output, policy = where
+    _, open_session = runtime
     for index, (_, proto) in enumerate(built.candidates):
         staged = stage(proto, output, policy)
         try:
-            sess, provider, level = verifying.session(str(staged.model), device, fp16)
-            checks = verifying.compare(sess, inputs, references, names, *tolerances)
+            tick = time.perf_counter()
+            sess = open_session(str(staged.model), device=device, fp16=fp16)
+            opened = time.perf_counter()
+            checks = verifying.compare(sess, task, inputs, references, names, *tolerances)
+            seconds["session"] = seconds.get("session", 0.0) + opened - tick
+            seconds["verify"] = seconds.get("verify", 0.0) + time.perf_counter() - opened
+            provider = getattr(sess, "provider", getattr(sess, "label", "onnxruntime"))
+            optimization = getattr(sess, "optimization", "all")
             del sess
         except BaseException:
             staged.discard()
@@ -250,28 +290,59 @@ def _verify(built: _Built, inputs, references, names, tolerances, device, fp16, 
             provider=provider,
             reference_device=device,
             checks=checks,
-            ort_optimization=level,
+            ort_optimization=optimization,
+            task=task,
         )
         if verification.passed:
-            if not keep:
-                staged.discard()
-            return index, verification, staged if keep else None
+            return index, verification, staged
         staged.discard()
         failures.append(verification)
     return 0, failures[0], None
 
 
+def _other_runtime(name, runtime, staged: Staged, task, inputs, references, names, tolerances, device) -> RuntimeCheck:
+    """Verify the chosen file in one more runtime; a runtime that cannot load or run it fails, with its message."""
+    tick = time.perf_counter()
+    label = name
+    try:
+        sess = runtime(str(staged.model), device=device, fp16=False)
+        label = getattr(sess, "label", name)
+        checks = verifying.compare(sess, task, inputs, references, names, *tolerances)
+    except ZooError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the runtime's own failure is the result: report it
+        return RuntimeCheck(name, label, False, [], summarise(exc), time.perf_counter() - tick)
+    return RuntimeCheck(name, label, all(c.passed for c in checks), checks, None, time.perf_counter() - tick)
+
+
 def _failure(verification: Verification, output: Path) -> str:
-    worst: tuple[ShapeCheck, Any] | None = None
-    for check in verification.checks:
+    fix = f"{output} was not written (raise --atol/--rtol, or --no-verify to write it anyway)"
+    if not all(c.passed for c in verification.checks):
+        return _disagreement("onnxruntime", verification.checks, verification, fix)
+    for runtime in verification.runtimes:
+        if runtime.error:
+            return (
+                f"{runtime.label} could not run the ONNX model ({runtime.error}); {output} was not written "
+                f"(leave out --runtime {runtime.name} to write it)"
+            )
+        if not runtime.passed:
+            return _disagreement(runtime.label, runtime.checks, verification, fix)
+    raise AssertionError("a failed verification names a failing runtime")
+
+
+def _disagreement(who: str, checks: list[ShapeCheck], verification: Verification, fix: str) -> str:
+    worst = None
+    for check in checks:
         for out in check.outputs:
             if not out.passed and (worst is None or out.max_abs > worst[1].max_abs):
                 worst = (check, out)
     assert worst is not None
     check, out = worst
     shape = "x".join(map(str, check.input_shape))
+    extra = f", {out.note}" if out.note else ""
+    matched = f", {out.matched:.0%} of detections matched" if out.matched is not None else ""
     return (
-        f"the ONNX model disagrees with PyTorch: output {out.name!r} at input {shape} has max abs diff "
-        f"{out.max_abs:.3g} (cosine {out.cosine:.6f}) beyond atol {verification.atol:g} + rtol {verification.rtol:g}; "
-        f"{output} was not written (raise --atol/--rtol, or --no-verify to write it anyway)"
+        f"{who} disagrees with PyTorch: output {out.name!r} at input {shape} has max abs diff "
+        f"{out.max_abs:.3g} (cosine {out.cosine:.6f}{matched}{extra}) beyond atol {verification.atol:g} + "
+        f"rtol {verification.rtol:g}; {fix}"
     )

@@ -34,22 +34,28 @@ _TS_OP = re.compile(r"(?:Exporting the operator|Couldn't export operator) '?([\w
 
 @dataclass
 class Exported:
-    """An exported ModelProto and how it was made."""
+    """An exported ModelProto and how it was made; `seconds` is the exporter's call, `optimize_seconds` the
+    part of it spent in the dynamo exporter's graph optimisation (0 for TorchScript)."""
 
     proto: onnx.ModelProto
     exporter: str
     opset: int
     fallback_reason: str | None
     seconds: float
+    optimize_seconds: float = 0.0
 
 
 @dataclass
 class ExportSpec:
-    """What to export: example inputs, which dimensions are symbolic, names and opset."""
+    """What to export: example inputs (one tensor per graph input), symbolic dims, names and opset.
 
-    example: torch.Tensor
-    dynamic_batch: bool
-    dynamic_hw: bool
+    `input_axes` gives {axis: name} for each input (the same name is the same dimension across inputs);
+    `output_axes` the symbolic dims every output shares (the batch, or a detector's detection count).
+    """
+
+    example: tuple[torch.Tensor, ...]
+    input_axes: list[dict[int, str]]
+    output_axes: dict[int, str]
     input_names: list[str]
     output_names: list[str]
     opset: int | None = None
@@ -109,9 +115,9 @@ def _export_error(spec: ExportSpec, failures: dict[str, BaseException]) -> Expor
 
 def _timed(function, model, spec: ExportSpec, reason: str | None) -> Exported:
     start = time.perf_counter()
-    proto, name = function(model, spec)
+    proto, name, optimize_seconds = function(model, spec)
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
-    return Exported(proto, name, opset, reason, time.perf_counter() - start)
+    return Exported(proto, name, opset, reason, time.perf_counter() - start, optimize_seconds)
 
 
 @contextlib.contextmanager
@@ -122,51 +128,49 @@ def _quiet():
         yield
 
 
-def _dynamo(model, spec: ExportSpec) -> tuple[onnx.ModelProto, str]:
+def _dynamo(model, spec: ExportSpec) -> tuple[onnx.ModelProto, str, float]:
     import torch
 
-    dims: dict[int, Any] = {}
-    if spec.dynamic_batch:
-        dims[0] = torch.export.Dim("batch", min=1)
-    if spec.dynamic_hw:
-        dims[2] = torch.export.Dim("height", min=1)
-        dims[3] = torch.export.Dim("width", min=1)
+    dims: dict[str, Any] = {}
+
+    def dim(name: str):
+        return dims.setdefault(name, torch.export.Dim(name, min=1))
+
+    shapes = tuple({axis: dim(name) for axis, name in axes.items()} or None for axes in spec.input_axes)
     with _quiet(), torch.no_grad():
         program = torch.onnx.export(
             model,
-            (spec.example,),
+            spec.example,
             dynamo=True,
             verbose=False,
+            optimize=False,
             input_names=spec.input_names,
             output_names=spec.output_names,
             opset_version=spec.opset,
-            dynamic_shapes=(dims,) if dims else None,
+            dynamic_shapes=shapes if dims else None,
         )
-        return program.model_proto, "dynamo"
+        start = time.perf_counter()
+        program.optimize()
+        return program.model_proto, "dynamo", time.perf_counter() - start
 
 
-def _torchscript(model, spec: ExportSpec) -> tuple[onnx.ModelProto, str]:
+def _torchscript(model, spec: ExportSpec) -> tuple[onnx.ModelProto, str, float]:
     import onnx
     import torch
 
-    axes: dict[int, str] = {}
-    if spec.dynamic_batch:
-        axes[0] = "batch"
-    if spec.dynamic_hw:
-        axes |= {2: "height", 3: "width"}
-    dynamic_axes = {name: dict(axes) for name in spec.input_names} if axes else None
-    if dynamic_axes and spec.dynamic_batch:
-        dynamic_axes |= {name: {0: "batch"} for name in spec.output_names}
+    dynamic_axes = {name: dict(axes) for name, axes in zip(spec.input_names, spec.input_axes, strict=True) if axes}
+    if spec.output_axes:
+        dynamic_axes |= {name: dict(spec.output_axes) for name in spec.output_names}
     with tempfile.TemporaryDirectory(prefix="zoo-export-") as tmp, _quiet(), torch.no_grad():
         path = Path(tmp) / "model.onnx"  # a file, not bytes: models over 2 GB need external data
         torch.onnx.export(
             model,
-            (spec.example,),
+            spec.example,
             str(path),
             dynamo=False,
             input_names=spec.input_names,
             output_names=spec.output_names,
             opset_version=spec.opset,
-            dynamic_axes=dynamic_axes,
+            dynamic_axes=dynamic_axes or None,
         )
-        return onnx.load(str(path)), "torchscript"
+        return onnx.load(str(path)), "torchscript", 0.0

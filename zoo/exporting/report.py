@@ -17,6 +17,8 @@ class OutputCheck:
     cosine: float
     top1: float | None  # fraction of positions whose argmax over dim 1 agrees; None for 0-d/1-d outputs
     passed: bool
+    matched: float | None = None  # detection outputs: the fraction of detections matched (zoo.tasks)
+    note: str | None = None  # why it failed beyond the figures (a shape, unmatched detections)
 
 
 @dataclass
@@ -31,9 +33,37 @@ class ShapeCheck:
         return all(o.passed for o in self.outputs)
 
 
+def _max_abs(checks: list[ShapeCheck]) -> float:
+    return max((o.max_abs for c in checks for o in c.outputs), default=0.0)
+
+
+def _min_cosine(checks: list[ShapeCheck]) -> float:
+    return min((o.cosine for c in checks for o in c.outputs), default=1.0)
+
+
+@dataclass
+class RuntimeCheck:
+    """One more runtime (`--runtime NAME`) against PyTorch at the same inputs, or why it could not run."""
+
+    name: str
+    label: str
+    passed: bool
+    checks: list[ShapeCheck] = field(default_factory=list)
+    error: str | None = None  # the runtime's own message when it could not load or run the model
+    seconds: float = 0.0
+
+    @property
+    def max_abs(self) -> float:
+        return _max_abs(self.checks)
+
+    @property
+    def min_cosine(self) -> float:
+        return _min_cosine(self.checks)
+
+
 @dataclass
 class Verification:
-    """onnxruntime against PyTorch eval at every checked input shape."""
+    """onnxruntime (and each `--runtime`) against PyTorch eval at every checked input."""
 
     passed: bool
     atol: float
@@ -41,18 +71,42 @@ class Verification:
     provider: str
     reference_device: str
     checks: list[ShapeCheck] = field(default_factory=list)
-    degenerate_reference: bool = False  # the model's own outputs were near zero or constant
-    seeded_weights: int | None = None  # seed of the non-trivial weights verified instead, when degenerate
+    degenerate_reference: bool = False  # PyTorch's outputs were empty, near zero or constant (zoo.numerics)
+    seeded_weights: int | None = None  # with random weights: the seed of the weights set before exporting
     ort_optimization: str = "all"
     seconds: float = 0.0
+    task: str = "classification"
+    runtimes: list[RuntimeCheck] = field(default_factory=list)  # beyond onnxruntime
 
     @property
     def max_abs(self) -> float:
-        return max((o.max_abs for c in self.checks for o in c.outputs), default=0.0)
+        return _max_abs(self.checks)
 
     @property
     def min_cosine(self) -> float:
-        return min((o.cosine for c in self.checks for o in c.outputs), default=1.0)
+        return _min_cosine(self.checks)
+
+    def runtime_summary(self) -> dict[str, dict[str, Any]]:
+        """{runtime: {label, passed, max_abs, min_cosine, error}}, onnxruntime first: a column per runtime."""
+        ort_passed = all(c.passed for c in self.checks)
+        summary = {
+            "onnxruntime": {
+                "label": f"onnxruntime ({self.provider})",
+                "passed": ort_passed,
+                "max_abs": self.max_abs,
+                "min_cosine": self.min_cosine,
+                "error": None,
+            }
+        }
+        for runtime in self.runtimes:
+            summary[runtime.name] = {
+                "label": runtime.label,
+                "passed": runtime.passed,
+                "max_abs": runtime.max_abs if runtime.checks else None,
+                "min_cosine": runtime.min_cosine if runtime.checks else None,
+                "error": runtime.error,
+            }
+        return summary
 
 
 @dataclass
@@ -80,12 +134,22 @@ class ExportReport:
     external_data: str | None = None  # the data file's name next to the model, when weights are external
     size_bytes: int = 0
     verification: Verification | None = None
+    task: str = "classification"
+    quantized: bool = False
+    # Stage timings: build, reference, export (the exporter's call; `optimize` is the dynamo exporter's graph
+    # optimisation within it), simplify, fp16, session (onnxruntime session creation), verify, verify:NAME
+    # (each --runtime, loading included), write, total.
     seconds: dict[str, float] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what this family cannot do, seeded weights, fallbacks
 
     @property
     def verified(self) -> bool:
         return self.verification is not None and self.verification.passed
+
+    @property
+    def overhead_seconds(self) -> float:
+        """Everything but the exporter's call (building, references, simplifying, verifying, writing)."""
+        return self.seconds.get("total", 0.0) - self.seconds.get("export", 0.0)
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict of plain values (json.dumps-ready), with summary figures of the verification."""
@@ -95,5 +159,9 @@ class ExportReport:
             data["verification"]["min_cosine"] = self.verification.min_cosine
             for check, raw in zip(self.verification.checks, data["verification"]["checks"], strict=True):
                 raw["passed"] = check.passed
+            summary = self.verification.runtime_summary()
+            for raw in data["verification"]["runtimes"]:
+                summary[raw["name"]] |= {"checks": raw["checks"], "seconds": raw["seconds"]}
+            data["verification"]["runtimes"] = summary
         data["verified"] = self.verified
         return data

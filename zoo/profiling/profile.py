@@ -14,7 +14,7 @@ from zoo.profiling.formulas import Formulas, all_formulas
 from zoo.profiling.latency import Latency, measure_latency
 from zoo.profiling.params import ParamStats, param_stats
 
-DEFAULT_INPUT = (1, 3, 224, 224)
+DEFAULT_INPUT = (1, 3, 224, 224)  # a classifier's; other tasks' defaults are in zoo.tasks
 
 
 @dataclass(frozen=True)
@@ -87,13 +87,22 @@ class Prepared:
     module: Any
     selection: Any = None
     weights: str | None = None
+    given_task: str | None = None  # --task; None: the registry entry's (zoo.tasks.task_of)
+    from_spec: bool = True  # built from a MODEL spec (so it can be built again with real weights)
+    kwargs: dict[str, Any] | None = None  # the builder arguments it was built with
+
+    @property
+    def task(self) -> str:
+        from zoo import tasks
+
+        return tasks.task_of(self.selection, self.given_task)
 
     @property
     def default_input(self) -> tuple[int, ...]:
+        from zoo import tasks
+
         weights = getattr(self.selection, "weights", None)
-        if weights is not None and weights.input_size:
-            return (1, *weights.input_size)
-        return DEFAULT_INPUT
+        return tasks.default_shape(self.task, getattr(weights, "input_size", None))
 
 
 def prepare(
@@ -115,20 +124,20 @@ def prepare(
     if weights is None and not real:
         try:
             target = build_target(spec, kwargs, meta_device=True)
-            return Prepared(spec, target.model, target.selection)
+            return Prepared(spec, target.model, target.selection, kwargs=kwargs)
         except (NotImplementedError, RuntimeError, TypeError, ValueError):
             pass  # a builder that computes with tensors (RegNet's widths): only the weights go to meta
         try:
             with meta_weights():
                 target = build_target(spec, kwargs)
-            return Prepared(spec, target.model, target.selection)
+            return Prepared(spec, target.model, target.selection, kwargs=kwargs)
         except (NotImplementedError, RuntimeError, TypeError, ValueError):
             pass  # a builder that initialises in place with real data: build it normally
     target = build_target(spec, kwargs)
     model = target.model
     if weights is not None:
         _load_weights(model, spec, target.selection, weights)
-    return Prepared(spec, model.to(device), target.selection, weights)
+    return Prepared(spec, model.to(device), target.selection, weights, kwargs=kwargs)
 
 
 @contextmanager
@@ -191,17 +200,35 @@ def profile(
     threads: int | None = None,
     kwargs: dict[str, Any] | None = None,
     formulas: Formulas | None = None,
+    task: str | None = None,
 ) -> Profile:
     """Profile `model` (a MODEL spec, a `Prepared` or an `nn.Module`) at `input_shape` (default: its weights' size).
 
-    Counting runs on the meta device; `latency` times real forward passes on `device`.
+    The input is the task's (zoo.tasks: images, a list of images for detection, clips, image pairs for optical
+    flow). Counting runs on the meta device (on real weights when the model computes on its values, as a
+    detector's box selection does); `latency` times real forward passes on `device`.
     """
+    from zoo import tasks
+
     prepared = _prepared(model, weights, device, kwargs, real=latency)
+    if task is not None:
+        prepared.given_task = task
     if latency and _is_meta(prepared.module):
-        prepared = prepare(prepared.name, weights=weights, device=device, kwargs=kwargs, real=True)
-    shape = tuple(input_shape or prepared.default_input)
+        prepared = _real(prepared, weights, device, kwargs)
+    shape = tasks.check_shape(prepared.task, input_shape or prepared.default_input)
+    inputs = tasks.make_inputs(prepared.task, shape)
     try:
-        count = count_macs(prepared.module, shape, formulas=formulas or all_formulas())
+        try:
+            count = count_macs(
+                tasks.exportable(prepared.task, prepared.module), inputs, formulas=formulas or all_formulas()
+            )
+        except ZooError:
+            if not (_is_meta(prepared.module) and prepared.from_spec):
+                raise
+            prepared = _real(prepared, weights, device, kwargs)  # it computes on its weights' values
+            count = count_macs(
+                tasks.exportable(prepared.task, prepared.module), inputs, formulas=formulas or all_formulas()
+            )
     except ZooError:
         raise
     except Exception as exc:  # noqa: BLE001 - the model's own forward rejected the input
@@ -212,10 +239,8 @@ def profile(
         ) from exc
     timing = None
     if latency:
-        import torch
-
-        inputs = torch.randn(shape, device=device)
-        timing = measure_latency(prepared.module, inputs, runs=runs, warmup=warmup, threads=threads)
+        module = tasks.exportable(prepared.task, prepared.module)
+        timing = measure_latency(module, tuple(x.to(device) for x in inputs), runs=runs, warmup=warmup, threads=threads)
     wset = getattr(prepared.selection, "weights", None)
     return Profile(
         model=prepared.name,
@@ -229,13 +254,20 @@ def profile(
     )
 
 
+def _real(prepared: Prepared, weights: str | None, device: str, kwargs: dict | None) -> Prepared:
+    """`prepared` built again with real (random or loaded) weights, keeping its task."""
+    real = prepare(prepared.name, weights=weights, device=device, kwargs=kwargs or prepared.kwargs, real=True)
+    real.given_task = prepared.given_task
+    return real
+
+
 def _prepared(model: Any, weights: str | None, device: str, kwargs: dict | None, real: bool) -> Prepared:
     if isinstance(model, Prepared):
         return model
     if isinstance(model, str):
         return prepare(model, weights=weights, device=device, kwargs=kwargs, real=real)
     check_device(device)
-    return Prepared(type(model).__name__, model if _is_meta(model) else model.to(device))
+    return Prepared(type(model).__name__, model if _is_meta(model) else model.to(device), from_spec=False)
 
 
 def _is_meta(module: Any) -> bool:

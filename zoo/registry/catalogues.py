@@ -1,4 +1,5 @@
-"""The catalogues plugins fill: models, family builders, weight sources, remaps, architectures, executors.
+"""The catalogues plugins fill: models, family builders, weight sources, remaps, architectures, executors,
+runtimes.
 
 Each is built on first use by calling its hook on every plugin, so `zoo list` never collects builders
 and never imports a model library.
@@ -101,6 +102,11 @@ def executors() -> Catalogue[Callable]:
     return _named("executor", "register_executors", None)
 
 
+def runtimes() -> Catalogue[Callable]:
+    """Runtime name -> `runtime(path, device=..., fp16=...)` that verifies exports (`zoo export --runtime`)."""
+    return _named("runtime", "register_runtimes", None)
+
+
 def _all() -> tuple[tuple[str, Catalogue], ...]:
     return (
         ("models", models().entries),
@@ -109,6 +115,7 @@ def _all() -> tuple[tuple[str, Catalogue], ...]:
         ("remaps", remaps()),
         ("architectures", architectures()),
         ("executors", executors()),
+        ("runtimes", runtimes()),
     )
 
 
