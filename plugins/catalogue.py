@@ -16,7 +16,7 @@ from pathlib import Path
 from zoo import __version__
 from zoo.errors import ZooError
 from zoo.files import zoo_home
-from zoo.registry.index import entries_from_rows, installed_version, read_index, write_index
+from zoo.registry.index import entries_from_rows, installed_version, normalised_rows, read_index, write_index
 from zoo.registry.records import ModelEntry
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -65,16 +65,17 @@ def _build(family: str, library: str, installed: str, data: dict, build_rows, ca
     )
     started = time.monotonic()
     try:
-        rows = build_rows(data["models"])
-        write_index(cache, header(family, library, installed), rows)
-    except OSError as exc:  # built but not cached: used now, built again next time
-        _say(f"could not cache the {family} catalogue in {cache} ({exc}); it is built again next time")
+        rows = normalised_rows(build_rows(data["models"]), f"the catalogue built from {library} {installed}")
     except Exception as exc:  # noqa: BLE001 - a library zoo does not know yet must not break zoo
         _say(
             f"could not build the {family} catalogue from {library} {installed} ({type(exc).__name__}: {exc}); "
             f"using the shipped one for {library} {data['version']}"
         )
         return data["models"]
+    try:
+        write_index(cache, header(family, library, installed), rows)
+    except OSError as exc:  # built but not cached: used now, built again next time
+        _say(f"could not cache the {family} catalogue in {cache} ({exc}); it is built again next time")
     weights = sum(len(row.get("weights", ())) for row in rows)
     _say(f"{family} catalogue: {len(rows)} models, {weights} weight sets in {time.monotonic() - started:.0f} s")
     return rows

@@ -108,6 +108,14 @@ def hf_url(hf_hub_id: str, file_name: str = HF_DEFAULT_FILE) -> str:
     return f"{HF_ENDPOINT}/{repo}/resolve/{revision or 'main'}/{file_name}"
 
 
+def cache_file_name(hf_hub_id: str, file_name: str = HF_DEFAULT_FILE) -> str:
+    """One name per hub file: `timm/resnet50.a1_in1k` gives `resnet50.a1_in1k.safetensors`; another
+    organisation's repo keeps it (`org--name.safetensors`). Tags that share a repo (timm's quickgelu CLIP
+    variants load the plain ones' files) share the cached file."""
+    repo = hf_hub_id.partition("@")[0].removeprefix("timm/").replace("/", "--")
+    return f"{repo}.{file_name.rsplit('.', 1)[-1]}"
+
+
 def _weights(arch: str, tag: str, cfg: dict) -> dict:
     """A weight set row from a timm pretrained cfg: the file timm itself would load, and what the weights expect."""
     hub_id, old_url = cfg.get("hf_hub_id"), cfg.get("url") or None
@@ -117,7 +125,7 @@ def _weights(arch: str, tag: str, cfg: dict) -> dict:
         entry = {
             "tag": tag,
             "url": hf_url(hub_id, file_name),
-            "file_name": f"{arch}.{tag}.{file_name.rsplit('.', 1)[-1]}",
+            "file_name": cache_file_name(hub_id, file_name),
             "format": "safetensors" if file_name.endswith(".safetensors") else "pth",
         }
         meta.update(hf_hub_id=hub_id, hf_file=file_name)

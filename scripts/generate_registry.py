@@ -77,6 +77,7 @@ def main() -> int:
                 stale += 1
             continue
         write_text_atomic(path, text)
+        path.chmod(0o644)  # a shipped file: readable by everyone (write_text_atomic's temporary file is 0600)
         print(f"wrote {path.relative_to(ROOT)}")
     return 1 if stale else 0
 

@@ -25,16 +25,19 @@ from zoo.registry.registry_file import parse_registry
 INDEX_FORMAT = 1
 
 
-def write_index(path: Path, header: dict[str, Any], rows: list[dict]) -> None:
-    """Validate `rows` as registry-file models and write the records they make, with `header`, at `path`.
-
-    Each line holds one model's record fields that differ from the defaults, derived ones included
-    (file names, hash prefixes), so that reading it back rebuilds the same records without any check.
-    """
-    entries = parse_registry({"models": rows}, source=str(path), plugin="")
+def write_index(path: Path, header: dict[str, Any], rows: list[dict]) -> list[dict]:
+    """Write `rows`, normalised (see normalised_rows), with `header`, as the index at `path`; return them."""
+    rows = normalised_rows(rows, str(path))
     head = json.dumps({"index_format": INDEX_FORMAT, **header})
-    lines = [json.dumps(record_row(entry), separators=(",", ":")) for entry in entries]
+    lines = [json.dumps(row, separators=(",", ":")) for row in rows]
     write_text_atomic(path, head[:-1] + ', "models": [\n' + ",\n".join(lines) + "\n]}\n")
+    return rows
+
+
+def normalised_rows(rows: list[dict], source: str) -> list[dict]:
+    """`rows` validated as registry-file models, as the fields of the records they make that differ from the
+    defaults, derived ones included (file names, hash prefixes): what entries_from_rows takes without checks."""
+    return [record_row(entry) for entry in parse_registry({"models": rows}, source=source, plugin="")]
 
 
 def record_row(entry: ModelEntry) -> dict[str, Any]:
