@@ -10,6 +10,7 @@
         http_server.slow("w-0123abcd.pth", delay=0.05)           # sleep before each 64 KiB chunk
         http_server.corrupt("w-0123abcd.pth")                    # flip a byte in the middle
         http_server.no_range("w-0123abcd.pth")                   # ignore Range: always 200, whole file
+        http_server.wrong_range("w-0123abcd.pth", back=100)      # a 206 from 100 bytes before the one asked
         http_server.stall("w-0123abcd.pth", at=1000)             # 1000 bytes, then silence (until clear_faults)
         http_server.redirect("a", to="b")                         # 302 to another name (or a full URL)
         http_server.html("w-0123abcd.pth")                       # 200 text/html: a captive portal's login page
@@ -49,7 +50,7 @@ CHUNK = 64 << 10
 @dataclass
 class Fault:
     kind: str  # "status", "truncate", "reset", "stall", "slow", "corrupt", "no_range", "redirect", "html",
-    # "overlong", "no_length", "chunked", "huge_headers", "slow_headers"
+    # "overlong", "no_length", "chunked", "huge_headers", "slow_headers", "wrong_range"
     times: int | None = 1
     status: int = 500
     at: int = 0
@@ -182,7 +183,7 @@ class FileServer:
 
     def redirect(self, name: str, to: str, status: int = 302, times: int | None = None) -> None:
         """Answer `status` with `Location: to` (a name on this server, or a full URL)."""
-        location = to if "://" in to or to.startswith("/") else f"/{to}"
+        location = to if not to or "://" in to or to.startswith("/") else f"/{to}"  # "": no Location header
         self._fault(name, Fault("redirect", times, status=status, location=location))
 
     def html(self, name: str, body: bytes | None = None, times: int | None = None, content_type: bool = True) -> None:
@@ -212,6 +213,10 @@ class FileServer:
 
     def no_range(self, name: str, times: int | None = None) -> None:
         self._fault(name, Fault("no_range", times))
+
+    def wrong_range(self, name: str, back: int, times: int | None = None) -> None:
+        """Answer a Range request with a 206 that starts `back` bytes before the byte asked for."""
+        self._fault(name, Fault("wrong_range", times, at=back))
 
     def slow_headers(self, name: str, delay: float, times: int | None = None) -> None:
         """Send a status line, then a header one byte per `delay` seconds until `clear_faults` (or 60 s)."""
@@ -331,7 +336,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return Request(name, range_header, 416, 0)
-        status = 206 if start else 200
+        if start and "wrong_range" in faults:
+            start = max(0, start - faults["wrong_range"].at)  # a 206 that starts elsewhere than asked
+        status = 206 if range_header and "no_range" not in faults and (start or "wrong_range" in faults) else 200
         self.send_response(status)
         self.send_header("Content-Type", "application/octet-stream")
         chunked = "chunked" in faults
@@ -423,7 +430,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _redirect(self, name: str, range_header: str | None, fault: Fault) -> Request:
         self.send_response(fault.status)
-        self.send_header("Location", fault.location)
+        if fault.location:
+            self.send_header("Location", fault.location)
         self.send_header("Content-Length", "0")
         self.end_headers()
         return Request(name, range_header, fault.status, 0)
