@@ -346,7 +346,8 @@ def test_a_torchvision_style_file_lands_in_torch_hub_and_a_different_one_is_left
     other_name = f"other-{sha256_hex(other)[:8]}.pth"
     (hub_caches.torch_hub_dir() / other_name).write_bytes(b"the user's own file")
     result = fetch_url(http_server.add(f"models/{other_name}", other))
-    assert result.shared == () and "a different file is already at" in result.notes[0]
+    refused, kept = result.notes
+    assert result.shared == () and "not reused: its sha256 is" in refused and "a different file is already at" in kept
     assert (hub_caches.torch_hub_dir() / other_name).read_bytes() == b"the user's own file"
 
 
@@ -370,6 +371,18 @@ def test_behind_a_firewall_a_mirror_built_by_zoo_lays_out_the_hub_cache(hub, tmp
         monkeypatch.setenv(variable, str(tmp_path / "third" / variable))
     with pytest.raises(FetchError, match="mirror's index.json"):
         fetch("testzoo:tiny_hub", offline=True, share=False)
+
+
+def test_a_legacy_torchvision_file_in_torch_hub_whose_content_differs_is_refused_by_name():
+    legacy = "https://download.pytorch.org/models/resnet18-5c106cde.pth"  # torchvision's pre-0.13 file
+    hub = hub_caches.torch_hub_dir()
+    hub.mkdir(parents=True)
+    (hub / "resnet18-5c106cde.pth").write_bytes(b"not the file its name claims")
+    with pytest.raises(FetchError) as refused:
+        fetch_url(legacy, offline=True)
+    message = str(refused.value)
+    assert "not reused" in message and "torchvision:resnet18" in message and "5c106cde" in message
+    assert sha256_hex(b"not the file its name claims") in message
 
 
 def test_place_in_hub_cache_without_a_commit_says_why():

@@ -144,12 +144,14 @@ def _fetch(wanted: _Wanted, mirrors, offline, force: bool, progress: Progress | 
     urls = [hub_caches.endpoint_url(u) for u in candidate_urls(wanted.url, wanted.key, mirrors, wanted.mirrors)]
     if offline:
         urls = [u for u in urls if is_local(u)]
-    if not force and (hit := _from_shared_caches(wanted, dest)):
+    refused: list[str] = []  # files in the shared caches whose content is not what their name claims
+    if not force and (hit := _from_shared_caches(wanted, dest, refused)):
         return _shared(hit, wanted, share)
     if not urls:
         raise FetchError(
             f"offline and {wanted.key} is not in the cache ({dest}); copy the file there with "
             f"`zoo import FILE`, or set ZOO_MIRROR to a file:// mirror directory, or fetch it online"
+            + "".join(f"; {note}" for note in refused)
         )
     from filelock import FileLock
 
@@ -159,7 +161,8 @@ def _fetch(wanted: _Wanted, mirrors, offline, force: bool, progress: Progress | 
     with FileLock(str(lock)):
         if not force and (hit := _cached(wanted, dest)):  # another process fetched it while we waited
             return _shared(hit, wanted, share, only_missing=True)
-        return _shared(_download_first(wanted, dest, urls, progress), wanted, share)
+        done = _download_first(wanted, dest, urls, progress)
+        return _shared(replace(done, notes=(*done.notes, *refused)), wanted, share)
 
 
 def _cached(wanted: _Wanted, dest: Path) -> FetchResult | None:
@@ -181,14 +184,14 @@ def _cached(wanted: _Wanted, dest: Path) -> FetchResult | None:
     return FetchResult(wanted.name, wanted.tag, dest, record.sha256, size, "cache", verified, record.commit or None)
 
 
-def _from_shared_caches(wanted: _Wanted, dest: Path) -> FetchResult | None:
+def _from_shared_caches(wanted: _Wanted, dest: Path, refused: list[str]) -> FetchResult | None:
     """Reuse the file from the Hugging Face cache (a hub file) or `$TORCH_HOME/hub/checkpoints` (any other)
     when its sha256 matches what is expected (for a hub file, at least its blob name); no download."""
     hub = hub_caches.hub_file(wanted.url)
     if hub is not None:
         found = hub_caches.find_in_hub_cache(hub, wanted.expected)
     else:
-        found = hub_caches.find_in_torch_hub(wanted.url, wanted.expected)
+        found = hub_caches.find_in_torch_hub(wanted.url, wanted.expected, refused)
     if found is None:
         return None
     cache.place_file(found.path, dest, root=cache.weights_dir())

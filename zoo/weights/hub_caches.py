@@ -216,15 +216,33 @@ def read_ref(hub: HubFile) -> str | None:
     return commit if _COMMIT.fullmatch(commit) else None
 
 
-def find_in_torch_hub(url: str, expected: str | None) -> Found | None:
-    """`$TORCH_HOME/hub/checkpoints/<the URL's file name>` when its sha256 matches `expected` (else None)."""
+def find_in_torch_hub(url: str, expected: str | None, refused: list[str] | None = None) -> Found | None:
+    """`$TORCH_HOME/hub/checkpoints/<the URL's file name>` when its sha256 matches `expected` (else None).
+
+    A file there that does not match is named in `refused`: by the registry when its name claims a weight
+    set (a legacy torchvision file included: both hashes), else with the two hashes."""
     from zoo.weights.cache import hash_file
 
     candidate = torch_hub_dir() / file_name_from_url(url)
     if not expected or not candidate.is_file():
         return None
     sha = hash_file(candidate)
-    return Found(candidate, sha, TORCH_CACHE) if sha.startswith(expected) else None
+    if sha.startswith(expected):
+        return Found(candidate, sha, TORCH_CACHE)
+    if refused is not None:
+        refused.append(f"{candidate} not reused: {_misnamed(candidate.name, sha, expected)}")
+    return None
+
+
+def _misnamed(name: str, sha256: str, expected: str) -> str:
+    from zoo.registry import catalogues
+    from zoo.registry.model_registry import MisnamedFileError
+
+    try:
+        catalogues.models().check_file(name, sha256)
+    except MisnamedFileError as exc:
+        return str(exc)
+    return f"its sha256 is {sha256}, not the expected {expected}"
 
 
 @dataclass(frozen=True)
