@@ -385,6 +385,19 @@ def test_a_legacy_torchvision_file_in_torch_hub_whose_content_differs_is_refused
     assert sha256_hex(b"not the file its name claims") in message
 
 
+def test_caches_zoo_cannot_write_give_a_note_not_a_failed_fetch(hub, tmp_path, monkeypatch, http_server):  # noqa: F811
+    blocker = tmp_path / "a-file"
+    blocker.write_text("in the way")
+    monkeypatch.setenv("HF_HUB_CACHE", str(blocker / "hub"))  # mkdir fails: NotADirectoryError
+    monkeypatch.setenv("TORCH_HOME", str(blocker / "torch"))
+    result = fetch("testzoo:tiny_hub")
+    assert result.path.read_bytes() == hub and result.shared == ()
+    assert "not placed in the Hugging Face cache: cannot write there (NotADirectoryError" in result.notes[0]
+    data = os.urandom(1000)
+    plain = fetch_url(http_server.add(f"w-{sha256_hex(data)[:8]}.pth", data))
+    assert plain.shared == () and "not placed in the torch hub cache: cannot write there" in plain.notes[0]
+
+
 def test_place_in_hub_cache_without_a_commit_says_why():
     source = cache.weights_dir() / "x"
     source.parent.mkdir(parents=True)

@@ -177,6 +177,13 @@ class Found:
 def find_in_hub_cache(hub: HubFile, expected: str | None) -> Found | None:
     """The file in the Hugging Face cache (the revision's snapshot, else the blob named `expected`) whose
     sha256 matches `expected`, or its blob name when nothing else is expected; None if there is none."""
+    try:
+        return _find_in_hub_cache(hub, expected)
+    except OSError:  # a cache zoo cannot read is one it cannot reuse from
+        return None
+
+
+def _find_in_hub_cache(hub: HubFile, expected: str | None) -> Found | None:
     root = hub_cache_dir()
     repo = root / hub.folder
     if not repo.is_dir():
@@ -224,9 +231,12 @@ def find_in_torch_hub(url: str, expected: str | None, refused: list[str] | None 
     from zoo.weights.cache import hash_file
 
     candidate = torch_hub_dir() / file_name_from_url(url)
-    if not expected or not candidate.is_file():
+    try:
+        if not expected or not candidate.is_file():
+            return None
+        sha = hash_file(candidate)
+    except OSError:  # unreadable: not reused
         return None
-    sha = hash_file(candidate)
     if sha.startswith(expected):
         return Found(candidate, sha, TORCH_CACHE)
     if refused is not None:
@@ -257,22 +267,25 @@ class Placed:
 def share(source: Path, url: str, sha256: str, commit: str | None, only_missing: bool = False) -> Placed | None:
     """Place the verified `source` (fetched for `url`) where its library looks: a hub file into the Hugging
     Face cache, any other http(s) file into torch's checkpoints under the URL's file name. None: no such
-    place (or, with `only_missing`, something is there already: a cache hit does not re-check it)."""
+    place (or, with `only_missing`, something is there already: a cache hit does not re-check it).
+    A cache zoo cannot write (read-only, a file in the way) gives a note, never a failed fetch."""
     hub = hub_file(url)
     if hub is not None:
         commit = commit or read_ref(hub)
-        if (
-            only_missing
-            and commit
-            and os.path.exists(hub_cache_dir() / hub.folder / "snapshots" / commit / hub.filename)
-        ):
+        pointer = hub_cache_dir() / hub.folder / "snapshots" / (commit or "-") / hub.filename
+        if only_missing and commit and os.path.exists(pointer):
             return None
-        return place_in_hub_cache(source, hub, sha256, commit)
-    if urlsplit(url).scheme.lower() not in ("http", "https"):
+        where, place = HF_CACHE, lambda: place_in_hub_cache(source, hub, sha256, commit)
+    elif urlsplit(url).scheme.lower() in ("http", "https"):
+        if only_missing and os.path.exists(torch_hub_dir() / file_name_from_url(url)):
+            return None
+        where, place = TORCH_CACHE, lambda: place_in_torch_hub(source, url, sha256)
+    else:
         return None
-    if only_missing and os.path.exists(torch_hub_dir() / file_name_from_url(url)):
-        return None
-    return place_in_torch_hub(source, url, sha256)
+    try:
+        return place()
+    except OSError as exc:
+        return Placed(where, None, f"cannot write there ({type(exc).__name__}: {exc})")
 
 
 def place_in_hub_cache(source: Path, hub: HubFile, sha256: str, commit: str | None) -> Placed:
