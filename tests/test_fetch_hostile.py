@@ -132,6 +132,21 @@ def test_a_server_that_ignores_range_is_not_asked_again_in_this_run(http_server)
 # Attempts: progress may continue; no progress, or the same failure again, ends it -----------------------------
 
 
+def test_restarts_from_zero_that_get_no_further_are_retried_twice_not_five_times(http_server):  # noqa: F811
+    data = os.urandom(MiB)
+    url = http_server.add("w.bin", data)
+    http_server.no_range("w.bin")
+    for at in (MiB // 2, MiB // 4, MiB // 3, MiB // 5, MiB // 6, MiB // 7):  # never past the first cut
+        http_server.truncate("w.bin", at=at)
+    error, _ = _timed(lambda: fetch_url(url, sha256=sha256_hex(data)))
+    assert str(error) == (
+        f"{url}: 3 attempts in a row failed without new bytes (the last: the server closed the connection after "
+        "209,715 of 1,048,576 bytes), and ignores Range requests, so every attempt restarted from the beginning; "
+        "giving up"
+    )
+    assert len(http_server.requests_for("w.bin")) == 4  # ZOO_FETCH_RETRIES=5 would allow 6 after the first
+
+
 def test_resumes_that_make_progress_continue_past_the_retries_in_a_row(http_server, monkeypatch):  # noqa: F811
     monkeypatch.setenv("ZOO_FETCH_RETRIES", "2")
     data = os.urandom(MiB)

@@ -3,7 +3,9 @@
 1. The same failure twice in a row (the same kind, at the same byte; a 5xx, a 429 or a refused connection
    excepted: those pass with time) ends it: a stall or a cut at byte N after a restart from zero, or after
    a resume that brought nothing, will happen again.
-2. ZOO_FETCH_RETRIES (5) retries in a row that bring no new bytes (the furthest the file ever got).
+2. ZOO_FETCH_RETRIES (5) retries in a row that bring no new bytes (the furthest the file ever got), at
+   most 2 of them when each restarts from byte 0 (a server that ignores Range: every one costs the whole
+   file again).
 3. 4 x ZOO_FETCH_RETRIES retries in all, however many bytes each attempt brings.
 4. A deadline for the whole file: ZOO_FETCH_DEADLINE seconds, by default 30 min plus 1 s per 128 KiB
    of its size (a 1 GB file: 2.8 h), so a slow but steady network finishes and a server that trickles does not.
@@ -20,6 +22,7 @@ MAX_BACKOFF = 30.0  # seconds between two attempts, at most
 DEADLINE_BASE = 1800.0  # seconds
 DEADLINE_RATE = 128 << 10  # bytes per second the default deadline allows on top of its base
 ATTEMPTS_PER_RETRY = 4  # attempts in all, per retry allowed in a row without progress
+RESTARTS_IN_A_ROW = 2  # retries in a row without progress when each restarts from byte 0
 
 
 class GaveUp(TransientError):
@@ -91,7 +94,7 @@ class RetryBudget:
             raise self._give_up(f"{failure.reason} (ZOO_FETCH_RETRIES=0: no retries)")
         if same and not failure.patient:
             raise self._give_up(f"{failure.reason}, {self.repeats} times{self._range_note()}")
-        if self.in_a_row > self.retries:
+        if self.in_a_row > (min(self.retries, RESTARTS_IN_A_ROW) if failure.restarted else self.retries):
             raise self._give_up(
                 f"{self.in_a_row} attempts in a row failed without new bytes (the last: {failure.reason})"
                 f"{self._range_note()}"
