@@ -283,3 +283,28 @@ def test_cli_errors_are_one_line():
 def test_cli_cuda_absent_is_a_clear_error():
     result = runner.invoke(app, ["profile", "resnet18", "--device", "cuda"])
     assert result.exit_code == 2 and "CUDA is not available" in result.output
+
+
+def test_video_and_segmentation_profile_on_their_own_input():
+    """The profiler's input comes from zoo.tasks: a clip for a video model (its weights' 3x16x112x112 by default)."""
+    video = profile("r3d_18", (1, 3, 4, 32, 32))
+    assert video.input_shape == (1, 3, 4, 32, 32) and video.count.output_shape == (1, 400) and video.macs > 0
+    assert video.count.device == "meta"
+    assert len(profile("r3d_18").input_shape) == 5
+    segmentation = profile("lraspp_mobilenet_v3_large", (1, 3, 64, 64))
+    assert segmentation.count.output_shape == {"out": (1, 21, 64, 64)}
+
+
+@pytest.mark.slow
+def test_detection_and_optical_flow_profile_on_their_own_input():
+    """A list of images for a detector (counted on real weights: its box selection depends on values), two
+    images for optical flow."""
+    detector = profile("ssdlite320_mobilenet_v3_large", (1, 3, 320, 320))
+    assert detector.count.output_shape["boxes"][1] == 4 and detector.macs > 0.5e9
+    flow = profile("raft_small", (1, 3, 128, 128), task="optical_flow")
+    assert flow.count.output_shape == (1, 2, 128, 128) and flow.macs > 0
+
+
+def test_a_shape_that_does_not_fit_the_task_is_a_one_line_error():
+    result = runner.invoke(app, ["profile", "r3d_18", "-i", "1x3x112x112"])
+    assert result.exit_code == 2 and "a video model takes NxCxTxHxW" in result.output

@@ -220,18 +220,13 @@ def _check_device(device: str) -> str:
 def _reference(module: nn.Module, inputs: list[tuple], device: str) -> tuple[list, list[str]]:
     """PyTorch's outputs at every input and the output names; a model that cannot run on the input is one line."""
     try:
-        references = verifying.reference_outputs(module, inputs, device)
+        return verifying.reference_outputs(module, inputs, device)
     except ZooError:
         raise
     except Exception as exc:  # noqa: BLE001 - a model that cannot run on the input: say so in one line
         shape = "x".join(map(str, inputs[0][0].shape))
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserInputError(f"the model fails on an input of shape {shape} ({first}); check --input") from exc
-    import torch
-
-    with torch.no_grad(), verifying.no_tf32():
-        _, names = tasks.flatten(module(*(x.to(device) for x in inputs[0])))
-    return references, names
 
 
 def _build(net, spec: ExportSpec, exporter: str, simplify: bool, fp16: bool, verify: bool, seconds: dict) -> _Built:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -49,10 +53,30 @@ def simplify(proto: onnx.ModelProto, check: bool = False) -> Simplified:
     if proto.ByteSize() > _PROTOBUF_LIMIT:
         return Simplified(None, before, before, "onnxsim cannot take a model over 2 GB", 0.0)
     try:
-        result, ok = onnxsim.simplify(proto, check_n=1 if check else 0)
+        with _quiet_stdout():
+            result, ok = onnxsim.simplify(proto, check_n=1 if check else 0)
     except Exception as exc:  # noqa: BLE001 - any failure: keep the unsimplified model and say why
         note = f"onnxsim failed ({type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc) else ''})"
         return Simplified(None, before, before, note, time.perf_counter() - start)
     if not ok:
         return Simplified(None, before, before, "onnxsim's own check failed", time.perf_counter() - start)
     return Simplified(result, before, count_nodes(result), None, time.perf_counter() - start)
+
+
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """onnxsim's C++ core prints a line per op it cannot fold ("WARNING: failed to run ...") on file
+    descriptor 1: send it to /dev/null for the call, so the CLI's output stays the report."""
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError):
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)

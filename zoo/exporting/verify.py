@@ -30,18 +30,19 @@ def no_tf32():
 
 def reference_outputs(
     model: torch.nn.Module, inputs: list[tuple[torch.Tensor, ...]], device: str
-) -> list[list[np.ndarray]]:
-    """PyTorch's outputs (eval, no_grad, TF32 off) for each input tuple, as numpy arrays (floats as float32)."""
+) -> tuple[list[list[np.ndarray]], list[str]]:
+    """PyTorch's outputs (eval, no_grad, TF32 off) for each input tuple, as numpy arrays (floats as float32),
+    and the outputs' names (zoo.tasks.flatten)."""
     import torch
 
     from zoo.tasks import flatten
 
-    results = []
+    results, names = [], []
     with torch.no_grad(), no_tf32():
         for args in inputs:
-            tensors, _ = flatten(model(*(x.to(device) for x in args)))
+            tensors, names = flatten(model(*(x.to(device) for x in args)))
             results.append([_numpy(t) for t in tensors])
-    return results
+    return results, names
 
 
 def _numpy(tensor: torch.Tensor) -> np.ndarray:
