@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import socket
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
@@ -21,8 +19,9 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 from zoo.errors import UserInputError, ZooError
 
-if TYPE_CHECKING:  # http.client (and ssl) are imported when a download starts, not by `zoo list`
+if TYPE_CHECKING:  # http.client, socket, ssl and threading are imported when a download starts, not by `zoo list`
     import http.client
+    import socket
 
 USER_AGENT = "zoo-fetch/0.1"
 MAX_REDIRECTS = 10
@@ -141,6 +140,8 @@ class _Watchdog:
     """Calls `action` after `seconds` unless cancelled first; `fired` says whether it did."""
 
     def __init__(self, seconds: float, action: Callable[[], None]) -> None:
+        import threading
+
         self.fired = False
         self._action = action
         self._timer = threading.Timer(max(0.0, seconds), self._fire)
@@ -157,6 +158,8 @@ class _Watchdog:
 
 def _shutdown(sock: socket.socket | None) -> None:
     """Wake any thread blocked reading `sock` (its read returns end-of-file)."""
+    import socket
+
     try:
         if sock is not None:
             sock.shutdown(socket.SHUT_RDWR)
@@ -318,6 +321,8 @@ def _redirect_target(url: str, chain: list[str], status: int, location: str) -> 
 
 
 def _connect_error(url: str, where: str, limit: float, exc: BaseException) -> FetchError:
+    import socket
+
     if isinstance(exc, TimeoutError):
         return transient(url, f"could not connect to {where} within {limit:g} s (ZOO_FETCH_CONNECT_TIMEOUT)")
     if isinstance(exc, ConnectionRefusedError):
