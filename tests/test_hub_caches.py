@@ -489,6 +489,25 @@ def test_timm_resnet50_a1_in1k_runs_offline_after_zoo_fetch(http_server, tmp_pat
     _timm_offline_after_zoo_fetch(http_server, tmp_path, monkeypatch, "resnet50.a1_in1k")
 
 
+@pytest.mark.slow
+def test_timm_runs_offline_behind_a_firewall_after_mirror_sync(http_server, tmp_path, monkeypatch):  # noqa: F811
+    model_name = "test_resnet.r160_in1k"
+    data, fc = _timm_checkpoint(model_name)
+    monkeypatch.setenv("HF_ENDPOINT", http_server.base_url)
+    http_server.add_hub_file(f"timm/{model_name}", "model.safetensors", data)
+    monkeypatch.setenv("ZOO_REGISTRY", str(write_registry(tmp_path / "r.toml", [hub_entry("t", f"timm/{model_name}")])))
+    catalogues.reset()
+    target = tmp_path / "mirror"
+    assert runner.invoke(app, ["mirror", "sync", "testzoo:t", "--to", str(target)]).exit_code == 0
+    for variable in ("ZOO_HOME", "TORCH_HOME", "HF_HOME"):  # the machine behind the firewall
+        monkeypatch.setenv(variable, str(tmp_path / "inside" / variable))
+    monkeypatch.delenv("HF_ENDPOINT")
+    result = runner.invoke(app, ["fetch", "testzoo:t", "--mirror", target.as_uri(), "--offline", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)[0]["verified"] == "mirror"
+    assert _offline_run(TIMM_SCRIPT.format(name=model_name))["fc"] == pytest.approx(fc)
+
+
 TORCHVISION_SCRIPT = """
 import json, os, torch.hub, torchvision
 model = torchvision.models.{builder}(weights="DEFAULT")
