@@ -2,7 +2,8 @@
 
 Counterparts are found, not listed: for each torchvision model, the timm architectures whose name holds
 the torchvision name's family word (`regnet` in `regnet_y_400mf` and `regnety_004`) and whose parameter
-count, computed on the meta device, is the same. Each such pair is then transplanted both ways
+count, computed on the meta device, is the same (the registry's counts narrow the field; each candidate
+is counted again here). Each such pair is then transplanted both ways
 (torchvision -> timm and timm -> torchvision) from trained-like random weights (`zoo.adapt.trained`:
 seeded constants, BatchNorm statistics measured on random images) with the proof on, and recorded as
 exact, exact after a reshape, not the same function (with the measured reason) or refused.
@@ -27,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 JSON_PATH = ROOT / "docs" / "crosswalk.json"
 MD_PATH = ROOT / "docs" / "crosswalk.md"
 SEED = 0
-MAX_CANDIDATES = 12
+TV_COUNTS: dict[str, int | None] = {}  # torchvision name -> parameters its eval forward reads (filled by candidates)
 ATTRIBUTES = ("kernel_size", "stride", "padding", "dilation", "groups", "padding_mode", "ceil_mode", "approximate")
 QUIET = {"Identity", "Dropout", "DropPath", "StochasticDepth", "Flatten", "Sequential", "ModuleList", "ModuleDict"}
 
@@ -51,55 +52,53 @@ def torchvision_models() -> list[str]:
     return sorted(tvm.list_models(module=tvm))
 
 
-def param_count(spec: str) -> int | None:
-    """Parameters of `spec` (`torchvision:NAME` or `timm:NAME`), counted on the meta device; None if it won't build."""
+def architecture(spec: str, meta_device: bool = True):
+    """The bare architecture `spec` (`torchvision:NAME`, `timm:NAME`: no weight set's head or size)."""
     from zoo.targets import build_target
 
+    return build_target(spec, {}, meta_device=meta_device, weight_set=False, real_buffers=meta_device).model
+
+
+def param_count(spec: str) -> int | None:
+    """Parameters the eval forward pass of `spec` reads, counted on the meta device; None if it won't build.
+
+    torchvision's inception_v3 builds an auxiliary classifier that only training runs: it is not counted.
+    """
+    from zoo.adapt.usage import used_keys
+
     try:
-        model = build_target(spec, {}, meta_device=True).model
+        model = architecture(spec)
     except Exception:  # noqa: BLE001 - an architecture that cannot be built has no count
         return None
-    return sum(p.numel() for p in model.parameters())
+    used = used_keys(model)
+    return sum(p.numel() for k, p in model.named_parameters() if used is None or k in used)
 
 
-def name_score(tv_name: str, timm_name: str) -> int:
-    """How many words of the torchvision name appear in the timm name's words (or their digits do).
-
-    `vit_b_16` and `vit_base_patch16_224` share `vit`, `b` (in `base`) and `16`: 3.
-    """
-    words = timm_name.split("_")
-    score = 0
-    for part in tv_name.split("_"):
-        digits = re.sub(r"\D", "", part)
-        score += any(part in w for w in words) or bool(digits and any(digits in w for w in words))
-    return score
-
-
-def candidates(tv_names: list[str], log=print, per_name: int = MAX_CANDIDATES) -> dict[str, list[str]]:
+def candidates(tv_names: list[str], log=print) -> dict[str, list[str]]:
     """torchvision name -> timm architectures of its family word with the same parameter count.
 
-    Of the timm names holding the family word, the `per_name` most alike (`name_score`, then the
-    shortest) are built on the meta device and their parameters counted.
+    The registry's timm entries carry their parameter count (counted on the meta device when the
+    catalogue was generated): every entry holding the family word with the torchvision model's count is a
+    candidate, and its count is confirmed by building it on the meta device here (as are entries the
+    registry has no count for).
     """
-    import timm
+    from zoo.registry import catalogues
 
-    timm_names = timm.list_models()
-    shortlist = {}
+    timm_entries = [e for e in catalogues.models() if e.family == "timm"]
+    found: dict[str, list[str]] = {}
+    confirmed: dict[str, int | None] = {}
+    tv_all = {}
     for name in tv_names:
+        tv_count = TV_COUNTS[name] = param_count(f"torchvision:{name}")
+        tv_all[name] = sum(p.numel() for p in architecture(f"torchvision:{name}").parameters())
         word = family_word(name)
-        family = [n for n in timm_names if word in n.replace("_", "")]
-        shortlist[name] = sorted(family, key=lambda n: (-name_score(name, n), len(n), n))[:per_name]
-    union = sorted({n for names in shortlist.values() for n in names})
-    log(f"{len(union)} timm architectures on the shortlists; counting their parameters on the meta device")
-    counts = {}
-    for n, name in enumerate(union):
-        counts[name] = param_count(f"timm:{name}")
-        if n % 50 == 49:
-            log(f"  counted {n + 1}/{len(union)}")
-    found = {}
-    for name in tv_names:
-        tv_count = param_count(f"torchvision:{name}")
-        found[name] = sorted(t for t in shortlist[name] if tv_count and counts[t] == tv_count)
+        family = [e for e in timm_entries if word in e.name.replace("_", "")]
+        maybe = [e.name for e in family if e.params is None or e.params == tv_count or e.params == tv_all[name]]
+        for candidate in maybe:
+            if candidate not in confirmed:
+                confirmed[candidate] = param_count(f"timm:{candidate}")
+        found[name] = sorted(c for c in maybe if tv_count and confirmed[c] == tv_count)
+        log(f"{name}: {len(family)} timm architectures of family {word!r}, {len(found[name])} with {tv_count:,}")
     return found
 
 
@@ -108,10 +107,9 @@ def real_model(spec: str, seed: int = SEED):
     import torch
 
     from zoo.adapt.trained import trained_like
-    from zoo.targets import build_target
 
     torch.manual_seed(seed)
-    return trained_like(build_target(spec, {}).model, seed)
+    return trained_like(architecture(spec, meta_device=False), seed)
 
 
 def transplant(target_spec: str, source) -> dict[str, Any]:
@@ -122,7 +120,7 @@ def transplant(target_spec: str, source) -> dict[str, Any]:
     start = time.perf_counter()
     row: dict[str, Any] = {"target": target_spec}
     try:
-        model, report = adapt(target_spec, source, verify=True)
+        model, report = adapt(architecture(target_spec), source, verify=True)
     except VerifyError as exc:
         model, report = None, exc.report
     except AdaptError as exc:
@@ -160,17 +158,18 @@ def _rebuilt(target_spec: str, source, report):
     """The target as adapt loaded it (a refused proof returns no model): build and load it again, unverified."""
     from zoo.adapt.core import adapt
 
-    model, _ = adapt(target_spec, source, verify=False)
+    model, _ = adapt(architecture(target_spec), source, verify=False)
     return model
 
 
 def explain(check, report, target, source) -> str:
     """The measured reason two models compute different functions: where, and what differs between them."""
-    first = next((c for c in check.comparisons if not c.passed), None)
+    failed = [c for c in check.comparisons if not c.passed]
+    first = next((c for c in failed if c.kind == "stage"), failed[0] if failed else None)  # in forward order
     parts = []
     if first is not None:
-        where = f"{first.source or 'output'} -> {first.target or 'output'}"
-        parts.append(f"first difference at {first.kind} {where} (max abs {first.max_abs:.3g})")
+        where = "the output" if first.kind == "output" else f"stage {first.source} -> {first.target}"
+        parts.append(f"first difference at {where} (max abs {first.max_abs:.3g})")
     elif check.reason:
         parts.append(check.reason.split(";")[0])
     pairs = {}
@@ -242,22 +241,29 @@ def pair_row(tv_name: str, timm_name: str) -> dict[str, Any]:
     return {"torchvision": tv_name, "timm": timm_name, "torchvision->timm": forward, "timm->torchvision": backward}
 
 
-def crosswalk(only: str | None = None, log=print) -> dict[str, Any]:
-    import timm
-    import torch
-    import torchvision
-
+def crosswalk(only: str | None = None, log=print, progress=None) -> dict[str, Any]:
+    """The whole table; `progress(data)` (when given) is called with the table so far after each pair."""
     start = time.perf_counter()
     tv_names = [n for n in torchvision_models() if only is None or fnmatch.fnmatchcase(n, only)]
     found = candidates(tv_names, log)
     counted = _since(start)
     pairs = []
-    for tv_name in tv_names:
+    for tv_name in sorted(tv_names, key=lambda n: TV_COUNTS.get(n) or 0):  # small first: big ones cost most
         for timm_name in found[tv_name]:
             log(f"{tv_name} <-> {timm_name}")
             row = pair_row(tv_name, timm_name)
             log(f"  {row['torchvision->timm']['verdict']} / {row['timm->torchvision']['verdict']}")
             pairs.append(row)
+            if progress is not None:
+                progress(_table(pairs, tv_names, found, counted, start))
+    return _table(pairs, tv_names, found, counted, start)
+
+
+def _table(pairs, tv_names, found, counted, start) -> dict[str, Any]:
+    import timm
+    import torch
+    import torchvision
+
     return {
         "generator": "scripts/crosswalk.py",
         "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__, "timm": timm.__version__},
@@ -322,11 +328,17 @@ def main() -> None:
         for name, found in candidates(torchvision_models()).items():
             print(f"{name}: {', '.join(found) or '-'}")
         return
-    data = crosswalk(args.only, log=lambda text: print(text, flush=True))
+    partial = JSON_PATH.with_suffix(".partial.json")
+    data = crosswalk(
+        args.only,
+        log=lambda text: print(text, flush=True),
+        progress=None if args.only else lambda table: partial.write_text(json.dumps(table, indent=1) + "\n"),
+    )
     if args.only:
         print(json.dumps(data, indent=1))
         return
     JSON_PATH.write_text(json.dumps(data, indent=1) + "\n")
+    partial.unlink(missing_ok=True)
     MD_PATH.write_text(to_markdown(data))
     print(f"wrote {JSON_PATH} and {MD_PATH}")
 

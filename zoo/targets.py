@@ -42,9 +42,23 @@ def is_reference(spec: str) -> bool:
     return bool(colon) and (module.endswith(".py") or "." in module or "/" in module)
 
 
-def build_target(spec: str, kwargs: dict[str, Any] | None = None, *, meta_device: bool = False) -> Target:
-    """Build `spec` with `kwargs` and random weights (on the meta device when `meta_device`)."""
+def build_target(
+    spec: str,
+    kwargs: dict[str, Any] | None = None,
+    *,
+    meta_device: bool = False,
+    weight_set: bool = True,
+    real_buffers: bool = False,
+) -> Target:
+    """Build `spec` with `kwargs` and random weights (on the meta device when `meta_device`).
+
+    A registry model is built as its weight set needs (`timm:vit_large_patch16_224` is its default tag's
+    21k-class model); `weight_set=False` builds the bare architecture. `real_buffers`: on the meta device,
+    only parameters go there; buffers are built for real (non-persistent ones need no rebuild later).
+    """
     kwargs = dict(kwargs or {})
+    if meta_device and real_buffers:
+        meta_device = "parameters"
     if is_reference(spec):
         factory = import_reference(spec)
         if not callable(factory):
@@ -61,6 +75,8 @@ def build_target(spec: str, kwargs: dict[str, Any] | None = None, *, meta_device
         names = catalogues.architectures().names()
         hint = f"; architectures: {', '.join(names)}" if names else ""
         raise UnknownModelError(f"{exc}{hint}") from None
+    if not weight_set:
+        selection = Selection(selection.entry, None)
     model = _built(lambda: build_entry(selection, kwargs), meta_device)
     return Target(spec, model, "registry", selection=selection, kwargs=kwargs)
 
@@ -135,7 +151,7 @@ def build_entry(selection: Selection, kwargs: dict[str, Any], meta_device: bool 
     return _built(lambda: build(entry, **{**weights_kwargs, **kwargs}), meta_device)
 
 
-def _built(make, meta_device: bool):
+def _built(make, meta_device: bool | str):
     """`make()`, on the meta device when asked: parameters never get storage (nor random values).
 
     Some builders compute with tensors while building (torchvision's regnet derives its widths with
@@ -144,6 +160,9 @@ def _built(make, meta_device: bool):
     """
     if not meta_device:
         return make()
+    if meta_device == "parameters":
+        with _parameters_on_meta():
+            return make()
     try:
         with _meta_context():
             return make()

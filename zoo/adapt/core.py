@@ -218,7 +218,7 @@ def plan_load(
     canon = _canon(in_chans, stem_key, source_stem)
     matches = match_keys(shapes, source_shapes, renamings, canon, structural=False)
     if _leftovers(matches, shapes, source_shapes):
-        source_model = source_model or source.model or source.built()
+        source_model = source_model or source.model or _built_or_none(source)
         input_size = _input_size(source)
         target_order = usage_order(model, input_size)
         source_order = usage_order(source_model, input_size) if source_model is not None else None
@@ -292,6 +292,16 @@ def with_metadata(tensors: Mapping[str, Any], model: nn.Module) -> dict[str, Any
     state = collections.OrderedDict(tensors)
     state._metadata = getattr(model.state_dict(), "_metadata", collections.OrderedDict())  # type: ignore[attr-defined]
     return state
+
+
+def _built_or_none(source: Source) -> nn.Module | None:
+    """The source architecture for alignment; None when it will not build (alignment then uses key order)."""
+    from zoo.errors import ZooError
+
+    try:
+        return source.built()
+    except (ZooError, RuntimeError, TypeError, ValueError, NotImplementedError):
+        return None
 
 
 def _leftovers(matches, target: dict, source: dict) -> bool:

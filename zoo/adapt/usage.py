@@ -28,16 +28,27 @@ def usage_order(model: nn.Module, input_shape: Sequence[int] | None = None) -> d
     Keys the forward pass never reads (`num_batches_tracked`, an unused buffer) rank after every used one,
     in registration order. `input_shape` is (C, H, W); without it the usual input sides are tried in turn.
     """
+    traced = _first_trace(model, input_shape)
+    return traced[0] if traced else None
+
+
+def used_keys(model: nn.Module, input_shape: Sequence[int] | None = None) -> set[str] | None:
+    """The state-dict keys a meta-device eval forward pass reads (None when it cannot be traced)."""
+    traced = _first_trace(model, input_shape)
+    return traced[1] if traced else None
+
+
+def _first_trace(model: nn.Module, input_shape: Sequence[int] | None):
     shapes = [tuple(input_shape)] if input_shape else []
     shapes += [(3, side, side) for side in TRIED_SIDES if (3, side, side) not in shapes]
     for shape in shapes:
-        ranks = _trace(model, shape)
-        if ranks is not None:
-            return ranks
+        traced = _trace(model, shape)
+        if traced is not None:
+            return traced
     return None
 
 
-def _trace(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int] | None:
+def _trace(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[dict[str, int], set[str]] | None:
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils._pytree import tree_flatten
@@ -91,7 +102,7 @@ def _trace(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int] | N
             height[parent] = max(height[parent], height[node] + 1)
     used = sorted(first_use, key=lambda k: (depth[first_use[k]], -height[first_use[k]], first_use[k]))
     order = used + [k for k in keys if k not in first_use]
-    return {key: rank for rank, key in enumerate(order)}
+    return {key: rank for rank, key in enumerate(order)}, set(used)
 
 
 def _swap_to_meta(model: nn.Module) -> list[tuple[dict, str, object]]:
