@@ -34,7 +34,8 @@ def catalogue_rows(known_params: Mapping[str, int] | None = None, count_params: 
     rows = []
     for arch in timm.list_models():
         default_cfg = get_pretrained_cfg(arch).to_dict()
-        weights = [_weights(arch, tag, get_pretrained_cfg(f"{arch}.{tag}").to_dict()) for tag in tags.get(arch, [])]
+        ordered = sorted(tags.get(arch, []), key=lambda tag: tag != default_cfg.get("tag"))  # timm's default first
+        weights = [_weights(arch, tag, get_pretrained_cfg(f"{arch}.{tag}").to_dict()) for tag in ordered]
         row = {
             "name": arch,
             "family": FAMILY,

@@ -149,3 +149,47 @@ def test_a_process_that_imported_torch_skips_teardown_but_not_atexit_or_output(t
 
     normal = zoo_process("list", "resnet1*", ZOO_DEBUG="1", **env)  # ZOO_DEBUG=1: the normal exit, with teardown
     assert normal.returncode == 0 and "teardown ran" in normal.stderr
+
+
+def test_list_weights_filters_sort_and_json():
+    result = runner.invoke(app, ["list", "timm:resnet50.*", "--weights"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[0].split()[:3] == ["weights", "task", "input"] and lines[-1].endswith(" weight sets")
+    assert "timm:resnet50.a1_in1k" in result.output and "torchvision:" not in result.output
+    data = json.loads(runner.invoke(app, ["list", "--task", "video", "--weights", "--json"]).output)
+    assert data and all(w["task"] == "video" and len(w["input_size"]) == 4 and w["url"] for w in data)
+    rows = json.loads(runner.invoke(app, ["list", "--min-top1", "84", "--sort", "top1", "--json"]).output)
+    top1 = [row["top1"] for row in rows]
+    assert top1 and top1 == sorted(top1, reverse=True) and min(top1) >= 84
+    small = json.loads(runner.invoke(app, ["list", "--max-params", "2M", "--task", "classification", "--json"]).output)
+    assert small and all(row["task"] == "classification" for row in small)
+    table_out = runner.invoke(app, ["list", "--max-params", "2M", "--task", "classification"]).output.splitlines()
+    assert table_out[-1] == f"{len(small)} models" and len(table_out) == len(small) + 3  # header, rule, footer
+
+
+def test_list_bad_filters_are_one_line_errors():
+    for args, words in (
+        (["--sort", "size"], "cannot sort by 'size'"),
+        (["--max-params", "lots"], "write e.g. 25M"),
+        (["--task", "detect"], "unknown task 'detect'"),
+        (["--input-size", "big"], "input size 'big'"),
+        (["--family", "nope"], "unknown family 'nope'"),
+    ):
+        result = runner.invoke(app, ["list", *args])
+        assert result.exit_code != 0 and result.output.strip().splitlines() == [result.output.strip()], args
+        assert result.output.startswith("Error: ") and words in result.output, (args, result.output)
+
+
+def test_info_shows_task_params_and_legacy_files():
+    result = runner.invoke(app, ["info", "resnet18"])
+    assert result.exit_code == 0, result.output
+    assert "classification" in result.output and "11.7M" in result.output
+    assert "legacy file: https://download.pytorch.org/models/resnet18-5c106cde.pth" in result.output
+    data = json.loads(runner.invoke(app, ["info", "fasterrcnn_resnet50_fpn", "--json"]).output)
+    assert data["task"] == "detection" and data["weights"][0]["input_size"] == [3, 800, 800]
+
+
+def test_filtered_listings_do_not_import_torch():
+    heavy = "sorted(m for m in ('torch', 'torchvision', 'timm') if m in sys.modules)"
+    assert modules_after(["list", "*in22k*", "--weights", "--max-params", "100M"], report=heavy) == "[]"

@@ -98,6 +98,8 @@ def test_every_timm_architecture_and_pretrained_tag_is_registered_and_fetchable(
     assert {e.name for e in entries("timm")} == set(timm.list_models())
     tags = {f"{e.name}.{w.tag}": w for e in entries("timm") for w in e.weights}
     assert set(tags) == set(timm.list_models(pretrained=True))
+    for entry in entries("timm"):  # the default weight set is the one timm.create_model(arch) builds for
+        assert not entry.weights or entry.default_weights.tag == get_pretrained_cfg(entry.name).tag, entry.name
     for name in random.Random(0).sample(sorted(tags), 200):
         cfg, weights = get_pretrained_cfg(name), tags[name]
         if cfg.hf_hub_id:  # the file timm's load_state_dict_from_hf reads: the safetensors alternative first

@@ -6,9 +6,10 @@ import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
+from urllib.parse import unquote
 
 from zoo.errors import DuplicateError, UnknownModelError, UserInputError
-from zoo.registry.records import ModelEntry, Selection, WeightSet, file_name_from_url
+from zoo.registry.records import ModelEntry, Selection, WeightSet, hash_prefix_from_file_name
 
 T = TypeVar("T")
 
@@ -80,7 +81,8 @@ class ModelRegistry:
 
     def __init__(self) -> None:
         self.entries: Catalogue[ModelEntry] = Catalogue("model")
-        self._files: dict[str, Selection] | None = None  # file name -> weight set, built on first look-up
+        # file name -> (entry, weights, legacy URL or None) of each weight set it is the file of; built when asked
+        self._files: dict[str, list[tuple[ModelEntry, WeightSet, str | None]]] | None = None
 
     def add(self, entry: ModelEntry, overrides: str | None = None) -> None:
         self.entries.add(entry.qualified_name, entry, entry.plugin, overrides)
@@ -138,26 +140,30 @@ class ModelRegistry:
         weight set with the legacy URL, file name and hash prefix: fetch, import, inspect and the torch hub
         cache take it like any weight set.
         """
+        found = self._file_index().get(file_name)
+        return _selection(*found[0]) if found else None
+
+    def _file_index(self) -> dict[str, list[tuple[ModelEntry, WeightSet, str | None]]]:
+        """File name -> the weight sets it is the file of (two when timm publishes one file for both)."""
         if self._files is None:
-            files: dict[str, Selection] = {}
+            files: dict[str, list[tuple[ModelEntry, WeightSet, str | None]]] = {}
             for entry in self:
                 for weights in entry.weights:
-                    files.setdefault(weights.file_name, Selection(entry, weights))
-                    for url in weights.legacy_urls:
-                        files.setdefault(file_name_from_url(url), Selection(entry, legacy_weights(weights, url)))
+                    files.setdefault(weights.file_name, []).append((entry, weights, None))
+                    for url in weights.legacy_urls:  # the name as a key only: the record checks it when built
+                        files.setdefault(unquote(url.rsplit("/", 1)[-1]), []).append((entry, weights, url))
             self._files = files
-        return self._files.get(file_name)
+        return self._files
 
     def find_by_hash(self, sha256: str) -> list[Selection]:
         """Every weight set, or legacy file of one, whose sha256 (or file-name hash prefix) `sha256` matches."""
         sha256 = sha256.lower()
-        self.find_file("")  # builds the index of files
-        assert self._files is not None
         found = []
-        for selection in self._files.values():
-            expected = selection.weights.expected_hash if selection.weights else None
-            if expected and sha256.startswith(expected):
-                found.append(selection)
+        for name, files in self._file_index().items():
+            for entry, weights, legacy_url in files:
+                expected = weights.expected_hash if legacy_url is None else hash_prefix_from_file_name(name)
+                if expected and sha256.startswith(expected):
+                    found.append(_selection(entry, weights, legacy_url))
         return found
 
     def check_file(self, file_name: str, sha256: str) -> Selection | None:
@@ -209,3 +215,7 @@ def legacy_weights(weights: WeightSet, url: str) -> WeightSet:
         format="pth" if not url.endswith(".safetensors") else "safetensors",
         meta={**weights.meta, "legacy_of": weights.url},
     )
+
+
+def _selection(entry: ModelEntry, weights: WeightSet, legacy_url: str | None) -> Selection:
+    return Selection(entry, weights if legacy_url is None else legacy_weights(weights, legacy_url))

@@ -333,17 +333,12 @@ def source_opener(url: str, headers: dict[str, str] | None = None) -> Callable[[
 
 
 def matching_weights(sha256: str, spec: str | None = None) -> list[Selection]:
-    """Registry weight sets whose full hash, or file-name hash prefix, matches `sha256`."""
+    """Registry weight sets (or legacy files of one) whose full hash, or file-name hash prefix, matches `sha256`."""
+    found = catalogues.models().find_by_hash(sha256)
     if spec is not None:
-        entries = [catalogues.models().resolve(spec).entry]
-    else:
-        entries = list(catalogues.models())
-    return [
-        Selection(entry, weights)
-        for entry in entries
-        for weights in entry.weights
-        if weights.expected_hash and sha256.startswith(weights.expected_hash)
-    ]
+        entry = catalogues.models().resolve(spec).entry
+        found = [selection for selection in found if selection.entry is entry]
+    return found
 
 
 def import_file(path: str | Path, spec: str | None = None) -> list[FetchResult]:
@@ -357,6 +352,7 @@ def import_file(path: str | Path, spec: str | None = None) -> list[FetchResult]:
     if not path.is_file():
         raise FetchError(f"no such file: {path}")
     sha = cache.hash_file(path)
+    catalogues.models().check_file(path.name, sha)  # `resnet18-5c106cde.pth` with other content: refused
     selections = matching_weights(sha, spec)
     if not selections:
         check_checkpoint(path)  # a damaged or hostile file is named as such (exit code 6), not only as unknown
