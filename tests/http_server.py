@@ -446,6 +446,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _hub(self, name: str, range_header: str | None, route: HubRoute) -> Request:
         if route.token and self.headers.get("Authorization") != f"Bearer {route.token}":
+            if self.command == "HEAD":  # a HEAD answer has no body
+                self.send_response(401)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return Request(name, range_header, 401, 0)
             return self._status(name, range_header, 401)
         self.send_response(302)
         for header, value in route.headers.items():

@@ -200,6 +200,28 @@ def test_zoo_info_says_where_a_hub_files_hash_comes_from(hub):
     assert weights["hash_check"] == f"sha256 {sha256_hex(hub)}, the Hugging Face hub's" and weights["cached"]
 
 
+def test_a_download_cut_short_resumes_and_still_checks_the_hubs_sha256(hub, http_server):  # noqa: F811
+    cdn = f"cdn/{sha256_hex(hub)}"
+    http_server.truncate(cdn, at=len(hub) // 2)
+    result = fetch("testzoo:tiny_hub")
+    assert (result.verified, result.commit) == ("hub", COMMIT) and result.path.read_bytes() == hub
+    cdn_requests = http_server.requests_for(cdn)
+    assert [r.range for r in cdn_requests] == [None, f"bytes={len(hub) // 2}-"]  # resumed at the CDN
+    assert len(http_server.requests_for("timm/tiny_hub/resolve/main/model.safetensors")) == 2  # asked the hub again
+
+
+def test_a_gated_file_asked_by_huggingface_hub_with_head_gets_a_bodiless_401(http_server, monkeypatch):  # noqa: F811
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.errors import HfHubHTTPError
+
+    http_server.add_hub_file("org/gated", "model.safetensors", b"x" * 100, token="hf_right")
+    url = hf_hub_url("org/gated", "model.safetensors", endpoint=http_server.base_url)
+    with pytest.raises(HfHubHTTPError):
+        get_hf_file_metadata(url, token=False)
+    metadata = get_hf_file_metadata(url, token="hf_right")  # the same connection pool: no stray body
+    assert (metadata.etag, metadata.size) == (sha256_hex(b"x" * 100), 100)
+
+
 def test_a_file_the_cdn_corrupts_is_refused_with_both_hashes(hub, http_server):  # noqa: F811
     http_server.corrupt(f"cdn/{sha256_hex(hub)}")
     result = runner.invoke(app, ["fetch", "testzoo:tiny_hub"])
