@@ -214,6 +214,21 @@ def test_a_trickle_that_never_times_out_is_ended_by_the_deadline(http_server, mo
     _only_a_part("w.bin")
 
 
+def test_the_deadline_is_the_files_across_its_mirrors(http_server, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("ZOO_FETCH_DEADLINE", "1")
+    data = os.urandom(MiB)
+    url = http_server.add("w.bin", data)
+    mirrored = http_server.add(f"mirror/{cache.cache_key(url, 'w.bin')}", data)
+    http_server.slow(f"mirror/{cache.cache_key(url, 'w.bin')}", delay=0.02, chunk=4096)  # 5 s at this pace
+    error, elapsed = _timed(lambda: fetch_url(url, sha256=sha256_hex(data), mirrors=[f"{http_server.base_url}/mirror"]))
+    assert elapsed < 1.8, f"{elapsed:.2f} s"
+    assert str(error).startswith(f"could not fetch w.bin: {mirrored}: not complete within its 1 s deadline")
+    assert str(error).endswith(
+        f"; {url}: not tried: the file's 1 s deadline (ZOO_FETCH_DEADLINE) had passed at its other URLs; giving up"
+    )
+    assert http_server.requests_for("w.bin") == []
+
+
 def test_the_deadline_ends_a_read_that_is_waiting(http_server, monkeypatch):  # noqa: F811
     monkeypatch.setenv("ZOO_FETCH_TIMEOUT", "30")
     monkeypatch.setenv("ZOO_FETCH_DEADLINE", "1")

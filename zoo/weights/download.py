@@ -256,7 +256,7 @@ class _Download:
             return self._pump(opened, offset)
         except FetchError:
             if self.timed_out:
-                raise self.budget.out_of_time(self.part.stat().st_size, self.total) from None
+                raise self.budget.out_of_time(self.part.stat().st_size, self.total, self.budget.attempts + 1) from None
             raise
         finally:
             timer.cancel()

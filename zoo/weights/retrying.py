@@ -109,18 +109,22 @@ class RetryBudget:
             raise self.out_of_time(failure.end, total)
         return delay
 
-    def out_of_time(self, received: int, total: int | None) -> GaveUp:
-        """The error for a file whose deadline passed with `received` bytes in it."""
-        seconds = deadline_seconds(total)
+    def out_of_time(self, received: int, total: int | None, attempts: int | None = None) -> GaveUp:
+        """The error for a file whose deadline passed with `received` bytes in it, after `attempts` attempts at
+        this URL (default: those that failed so far)."""
+        attempts = self.attempts if attempts is None else attempts
+        seconds = _seconds(deadline_seconds(total))
         what = (
             "ZOO_FETCH_DEADLINE"
             if setting("ZOO_FETCH_DEADLINE", 0.0)
             else "30 min + 1 s per 128 KiB; ZOO_FETCH_DEADLINE sets it"
         )
+        if not attempts:
+            return self._give_up(f"not tried: the file's {seconds} s deadline ({what}) had passed at its other URLs")
         last = f"; the last failure: {self.last.reason}" if self.last is not None else ""
         return self._give_up(
-            f"not complete within its {_seconds(seconds)} s deadline ({what}): {amount(received, total)} after "
-            f"{self.attempts + 1} attempt{'s' if self.attempts else ''}{last}"
+            f"not complete within its {seconds} s deadline ({what}): {amount(received, total)} after "
+            f"{attempts} attempt{'s' if attempts > 1 else ''}{last}"
         )
 
     def _range_note(self) -> str:
