@@ -361,13 +361,14 @@ def test_a_torchvision_style_file_lands_in_torch_hub_and_a_different_one_is_left
     data = os.urandom(4000)
     name = f"net-{sha256_hex(data)[:8]}.pth"
     url = http_server.add(f"models/{name}", data)
-    result = fetch_url(url)
+    assert fetch_url(url).shared == ()  # a URL the registry does not know: no library looks for it
+    result = fetch_url(url, share=True)
     target = hub_caches.torch_hub_dir() / name
     assert result.shared == (str(target),) and os.path.samefile(target, result.path)
     other = os.urandom(4000)
     other_name = f"other-{sha256_hex(other)[:8]}.pth"
     (hub_caches.torch_hub_dir() / other_name).write_bytes(b"the user's own file")
-    result = fetch_url(http_server.add(f"models/{other_name}", other))
+    result = fetch_url(http_server.add(f"models/{other_name}", other), share=True)
     refused, kept = result.notes
     assert result.shared == () and "not reused: its sha256 is" in refused and "a different file is already at" in kept
     assert (hub_caches.torch_hub_dir() / other_name).read_bytes() == b"the user's own file"
@@ -407,6 +408,15 @@ def test_a_legacy_torchvision_file_in_torch_hub_whose_content_differs_is_refused
     assert sha256_hex(b"not the file its name claims") in message
 
 
+def test_a_url_the_registry_knows_is_shared_when_fetched_as_a_url(http_server, tmp_path, monkeypatch):  # noqa: F811
+    data = os.urandom(3000)
+    url = http_server.add(f"models/known-{sha256_hex(data)[:8]}.pth", data)
+    entry = {"name": "known", "family": "testzoo", "builder": "x:y", "weights": [{"tag": "v1", "url": url}]}
+    monkeypatch.setenv("ZOO_REGISTRY", str(write_registry(tmp_path / "r.toml", [entry])))
+    catalogues.reset()
+    assert fetch_url(url).shared == (str(hub_caches.torch_hub_dir() / Path(url).name),)
+
+
 def test_caches_zoo_cannot_write_give_a_note_not_a_failed_fetch(hub, tmp_path, monkeypatch, http_server):  # noqa: F811
     blocker = tmp_path / "a-file"
     blocker.write_text("in the way")
@@ -416,7 +426,7 @@ def test_caches_zoo_cannot_write_give_a_note_not_a_failed_fetch(hub, tmp_path, m
     assert result.path.read_bytes() == hub and result.shared == ()
     assert "not placed in the Hugging Face cache: cannot write there (NotADirectoryError" in result.notes[0]
     data = os.urandom(1000)
-    plain = fetch_url(http_server.add(f"w-{sha256_hex(data)[:8]}.pth", data))
+    plain = fetch_url(http_server.add(f"w-{sha256_hex(data)[:8]}.pth", data), share=True)
     assert plain.shared == () and "not placed in the torch hub cache: cannot write there" in plain.notes[0]
 
 

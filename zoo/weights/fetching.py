@@ -108,7 +108,12 @@ def fetch_url(
     progress: Progress | None = None,
     share: bool | None = None,
 ) -> FetchResult:
-    """Fetch any URL into the cache, verified against `sha256`, else the hub's, else the file name's hash prefix."""
+    """Fetch any URL into the cache, verified against `sha256`, else the hub's, else the file name's hash prefix.
+
+    Shared into the Hugging Face / torch hub cache (unless `share=False`) when it is a hub file or a file the
+    registry knows at that URL (a legacy torchvision file too): timm and torchvision look for no other."""
+    if share is None and hub_caches.hub_file(url) is None and not _known_url(url):
+        share = False
     name = file_name or file_name_from_url(url)
     prefix = hash_prefix_from_file_name(name)
     wanted = _Wanted(
@@ -119,6 +124,12 @@ def fetch_url(
         hash_from="given" if sha256 else "prefix" if prefix else "",
     )
     return _fetch(wanted, mirrors, offline, force, progress, share)
+
+
+def _known_url(url: str) -> bool:
+    """Whether `url` is the file of a registry weight set (today's or a legacy one)."""
+    selection = catalogues.models().find_file(file_name_from_url(url))
+    return selection is not None and selection.weights is not None and selection.weights.url == url
 
 
 def wanted_for(name: str | None, weights: WeightSet) -> _Wanted:
