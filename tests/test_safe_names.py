@@ -405,3 +405,13 @@ def test_a_url_file_name_is_checked_when_a_record_is_made():
 
 def test_zoo_safe_component_is_exported_for_plugins():
     assert zoo.safe_component is safe_component and "safe_component" in zoo.__all__
+
+
+def test_a_mirror_index_that_nests_too_deeply_is_ignored(http_server):  # noqa: F811
+    """What a hub file's mirror says of its sha256 is read from its index.json; a hostile one says nothing."""
+    from zoo.weights.fetching import _mirror_answer
+
+    key = "0123456789ab/model.safetensors"
+    http_server.add("mirror/index.json", b"[" * 100_000)
+    answer = _mirror_answer(f"{http_server.base_url}/mirror/{key}", key)
+    assert not answer.sha256 and http_server.requests_for("mirror/index.json")

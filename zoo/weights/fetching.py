@@ -284,7 +284,7 @@ def _mirror_answer(url: str, key: str) -> hub_caches.HubAnswer:
             opened.close()
         entry = next(f for f in files if isinstance(f, dict) and f.get("file") == key)
         headers = {"x-linked-etag": str(entry.get("sha256", "")), "x-repo-commit": str(entry.get("commit", ""))}
-    except (FetchError, OSError, ValueError, LookupError, TypeError, StopIteration):
+    except (FetchError, OSError, ValueError, LookupError, TypeError, StopIteration, RecursionError):
         return hub_caches.HubAnswer()
     return hub_caches.hub_answer(headers)
 
