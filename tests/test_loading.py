@@ -9,7 +9,14 @@ import pytest
 import torch
 from http_server import http_server  # noqa: F401 - the fixture
 from typer.testing import CliRunner
-from weights_fixtures import checkpoint_bytes, hashed_name, registry_entry, resnet18_state_dict, write_registry
+from weights_fixtures import (
+    checkpoint_bytes,
+    hashed_name,
+    registry_entry,
+    resnet18_state_dict,
+    sha256_hex,
+    write_registry,
+)
 
 import zoo
 from zoo.cli.app import app
@@ -158,3 +165,20 @@ def test_state_dict_metadata_survives_loading(tmp_path):
     state_dict = load_checkpoint(path).state_dict
     assert state_dict._metadata[""]["version"] == model.state_dict()._metadata[""]["version"]
     torchvision.models.mnasnet0_5().load_state_dict(state_dict)
+
+
+def test_inspect_names_the_weight_set_when_the_files_hash_is_a_known_one(served_resnet, tmp_path):
+    old_style, data = served_resnet
+    path = tmp_path / "downloaded-long-ago.pth"
+    path.write_bytes(data)
+    result = CliRunner().invoke(app, ["inspect", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert "torchvision:resnet18_local.v1" in report["weights"] and report["sha256"] == sha256_hex(data)
+    assert ("torchvision:resnet18", "fits") in [(f["model"], f["verdict"]) for f in report["fits"]]
+    other = tmp_path / "retrained.pth"
+    torch.save({k: v + 1 for k, v in old_style.items()}, other)  # same architecture, another file
+    report = json.loads(CliRunner().invoke(app, ["inspect", str(other), "--json"]).stdout)
+    assert report["weights"] == [] and ("torchvision:resnet18", "fits") in [
+        (f["model"], f["verdict"]) for f in report["fits"]
+    ]
