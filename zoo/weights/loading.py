@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import struct
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -178,7 +179,7 @@ def check_zip(path: Path) -> tuple[bytes, dict[str, int]]:
                     "control character); torch.save never writes one"
                 )
         if len(set(names)) != len(names):
-            twice = sorted({n for n in names if names.count(n) > 1})
+            twice = sorted(n for n, count in Counter(names).items() if count > 1)
             raise CheckpointError(f"{path}: refused: the archive names a member twice ({', '.join(twice[:3])})")
         roots = {name.split("/", 1)[0] for name in names}
         pickles = [n for n in names if n.count("/") == 1 and n.endswith("/data.pkl")]
