@@ -16,7 +16,7 @@ from pathlib import Path
 from zoo import __version__
 from zoo.errors import ZooError
 from zoo.files import zoo_home
-from zoo.registry.index import entries_from_rows, installed_version, normalised_rows, read_index, write_index
+from zoo.registry.index import entries_from_rows, installed_version, load_index, normalised_rows, write_index
 from zoo.registry.records import ModelEntry
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -40,14 +40,14 @@ def family_entries(
     rows know, e.g. parameter counts of the models both versions have).
     """
     shipped = shipped or shipped_index(family)
-    data = read_index(shipped)
+    data = load_index(shipped)
     installed = installed_version(library)
     if installed is None or installed == data["version"]:
         return entries_from_rows(data["models"], family)
     cache = rebuilt_index_path(family, installed, data["version"])
     try:
-        return entries_from_rows(read_index(cache)["models"], family)
-    except ZooError:
+        return entries_from_rows(load_index(cache)["models"], family)
+    except (OSError, ZooError):
         pass
     rows = _build(family, library, installed, data, build_rows, cache)
     return entries_from_rows(rows, family)

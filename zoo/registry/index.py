@@ -9,8 +9,10 @@ one rebuilds the records directly: the whole catalogue in ~40 ms, where TOML and
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import sys
+import zlib
 from collections.abc import Mapping
 from dataclasses import MISSING, fields
 from pathlib import Path
@@ -18,7 +20,7 @@ from types import MappingProxyType
 from typing import Any
 
 from zoo.errors import RegistryFileError
-from zoo.files import write_text_atomic
+from zoo.files import replacing, write_text_atomic, zoo_home
 from zoo.registry.records import ModelEntry, WeightSet
 from zoo.registry.registry_file import parse_registry
 
@@ -73,6 +75,50 @@ def read_index(path: Path) -> dict[str, Any]:
     return data
 
 
+def load_index(path: Path) -> dict[str, Any]:
+    """read_index's result with its rows prepared (see _prepared), through a marshal copy under ZOO_HOME
+    keyed on the file's path, mtime and size and on the Python version: ~3x quicker than JSON, and
+    entries_from_rows has nothing left to convert. A missing or damaged copy is written again."""
+    stat = path.stat()
+    key = f"{path.stem}-{zlib.crc32(str(path).encode()):08x}-{stat.st_mtime_ns}-{stat.st_size}"
+    copy = zoo_home() / "catalogue-cache" / f"{key}-py{sys.version_info[0]}{sys.version_info[1]}.marshal"
+    try:
+        data = marshal.loads(copy.read_bytes())
+        if isinstance(data, dict) and data.get("prepared") is True:
+            return data
+    except Exception:  # noqa: BLE001 - missing, cut short or from elsewhere: read the index again
+        pass
+    data = read_index(path)
+    data["models"], data["prepared"] = _prepared(data["models"]), True
+    try:
+        with replacing(copy, root=zoo_home()) as tmp:
+            tmp.write_bytes(marshal.dumps(data))
+    except OSError:
+        pass  # a read-only ZOO_HOME only costs speed
+    return data
+
+
+def _prepared(rows: list[dict]) -> list[dict]:
+    """Rows with tuples where the records hold tuples, and equal tuples and strings shared (marshal then
+    stores each once, and loading makes each once)."""
+    shared: dict[Any, Any] = {}
+
+    def one(value: Any) -> Any:
+        if isinstance(value, list):
+            value = tuple(value)
+        if isinstance(value, (str, tuple)):
+            return shared.setdefault(value, value)
+        return value
+
+    prepared = []
+    for row in rows:
+        model = {k: one(v) for k, v in row.items() if k != "weights"}
+        if "weights" in row:
+            model["weights"] = [{k: one(v) for k, v in w.items()} for w in row["weights"]]
+        prepared.append(model)
+    return prepared
+
+
 def entries_from_rows(rows: list[dict], plugin: str) -> list[ModelEntry]:
     """The records `record_row` wrote, rebuilt field by field (a tenth of the time their __init__ takes:
     the values were computed and checked by it when the index was written)."""
@@ -90,11 +136,9 @@ def _defaults(record: type) -> dict[str, Any]:
 
 _MODEL_DEFAULTS = _defaults(ModelEntry)
 _WEIGHT_DEFAULTS = _defaults(WeightSet)
-_TUPLES = frozenset(name for name, value in {**_MODEL_DEFAULTS, **_WEIGHT_DEFAULTS}.items() if value == ())
 _MAPPINGS = frozenset(
     name for name, value in {**_MODEL_DEFAULTS, **_WEIGHT_DEFAULTS}.items() if isinstance(value, Mapping)
 )
-_TUPLE_OR_NONE = frozenset(("input_size", "mean", "std"))
 
 
 def _built(record: type, defaults: dict[str, Any], row: dict[str, Any]) -> Any:
@@ -102,10 +146,10 @@ def _built(record: type, defaults: dict[str, Any], row: dict[str, Any]) -> Any:
     values = obj.__dict__
     values.update(defaults)  # a required field left MISSING here is in every row
     for name, value in row.items():
-        if name in _TUPLES or name in _TUPLE_OR_NONE:
-            value = tuple(value)
-        elif name in _MAPPINGS:
+        if name in _MAPPINGS:
             value = MappingProxyType(value)
+        elif type(value) is list:  # a row from JSON; load_index's are tuples already
+            value = tuple(value)
         values[name] = value
     return obj
 
