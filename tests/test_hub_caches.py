@@ -343,6 +343,31 @@ def test_a_downloaded_hub_file_lands_where_huggingface_hub_looks(hub):
     assert [f.blob_path.name for f in revision.files] == [sha256_hex(hub)]
 
 
+@settings(max_examples=25, deadline=None)
+@given(
+    org=_repo_part,
+    repo=_repo_part,
+    revision=st.sampled_from(["main", "v1.0", COMMIT]),
+    parts=st.lists(_name, min_size=1, max_size=3),
+    data=st.binary(min_size=1, max_size=64),
+)
+def test_placed_files_are_found_by_huggingface_hub_for_any_name(org, repo, revision, parts, data, tmp_path_factory):
+    from huggingface_hub import scan_cache_dir, try_to_load_from_cache
+
+    root = tmp_path_factory.mktemp("hf")
+    os.environ["HF_HUB_CACHE"] = str(root)  # (conftest's monkeypatch restores the environment)
+    source = root.parent / f"{root.name}.src"
+    source.write_bytes(data)
+    hub = HubFile("model", f"{org}/{repo}", revision, "/".join(parts))
+    commit = hashlib.sha1(data).hexdigest()
+    placed = hub_caches.place_in_hub_cache(source, hub, hashlib.sha256(data).hexdigest(), commit)
+    found = try_to_load_from_cache(hub.repo_id, hub.filename, cache_dir=root, revision=revision)
+    expected = revision if revision == COMMIT else commit  # a commit as revision: that snapshot, no ref
+    assert found == str(placed.path) and Path(found).read_bytes() == data and f"/{expected}/" in found
+    (cached,) = scan_cache_dir(root).repos
+    assert (cached.repo_id, cached.size_on_disk) == (hub.repo_id, len(data))
+
+
 def test_no_share_and_the_config_setting_keep_the_other_caches_untouched(hub, tmp_path, monkeypatch):
     result = runner.invoke(app, ["fetch", "testzoo:tiny_hub", "--no-share", "--json"])
     assert result.exit_code == 0, result.output

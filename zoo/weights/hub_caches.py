@@ -292,7 +292,7 @@ def place_in_hub_cache(source: Path, hub: HubFile, sha256: str, commit: str | No
     """Write blob, snapshot symlink and ref as huggingface_hub does; leave a different file there alone."""
     root = hub_cache_dir()
     repo = root / hub.folder
-    commit = commit or read_ref(hub)
+    commit = hub.revision if _COMMIT.fullmatch(hub.revision) else commit or read_ref(hub)  # a URL's commit rules
     if commit is None:
         return Placed(HF_CACHE, None, f"the commit of {hub.repo_id}@{hub.revision} is unknown (not from the hub)")
     blob = inside(root, repo / "blobs" / sha256)
