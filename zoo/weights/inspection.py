@@ -70,6 +70,10 @@ def inspect_checkpoint(checkpoint: Checkpoint, find_fits: bool = True) -> Inspec
         notes.append(f"{bn_layers} BatchNorm layers; the file {counted} num_batches_tracked entries. {NBT_NOTE}")
     fits = find_fitting_models(sd) if find_fits else []
     sha256, weights = known_weights(checkpoint.path) if find_fits else (None, [])
+    from zoo.weights.signatures import RANKS
+
+    architectures = {w.rpartition(".")[0] for w in weights}  # the models whose weight set this file is, first
+    fits.sort(key=lambda f: (RANKS[f.verdict], f.model not in architectures))
     return Inspection(
         path=str(checkpoint.path),
         format=checkpoint.format,
