@@ -228,3 +228,11 @@ def test_zoo_adapt_feeds_a_classifier_from_a_detector_backbone(tmp_path, detecto
     adapted = load_file(out)
     for key in ("conv1.weight", "layer4.1.bn2.running_var", "layer3.0.downsample.0.weight"):
         assert torch.equal(adapted[key], detector_state[f"backbone.body.{key}"]), key
+
+
+def test_an_unknown_wrapper_prefix_is_looked_past_when_identifying(raw):
+    """A LightningModule whose attribute is `net` (not a prefix zoo strips when loading): still named."""
+    fits = find_fitting_models({f"net.encoder.{k}": v for k, v in raw.items()})
+    assert ("torchvision:resnet18", "fits") in [(f.model, f.verdict) for f in fits]
+    assert all(f.via == "without the prefix net.encoder. every key has" for f in fits)
+    assert find_fitting_models({f"net.{k}": v for k, v in raw.items() if k.startswith("layer1.")}) == []

@@ -260,7 +260,7 @@ def inspect_command(
     if fits:
         for fit in report.fits:
             extra = f" {', '.join(fit.differing)}" if fit.differing else ""
-            via = f" (as {fit.via})" if fit.via else ""
+            via = f" ({fit.via})" if fit.via else ""
             console.print(f"{fit.verdict}: {fit.model}{extra}{via}", highlight=False)
         if not report.fits:
             console.print(f"fits none of the {report.architectures_indexed} architectures indexed (timm, torchvision)")

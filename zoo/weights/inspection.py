@@ -127,19 +127,35 @@ def _fold(numbers: list[int]) -> str:
 
 def find_fitting_models(state_dict: dict, limit: int = 12) -> list[Fit]:
     """Architectures whose keys and shapes `state_dict` fits, exact fits first, then near misses (another head,
-    other input channels, no head); a detection/segmentation model's backbone is tried when nothing else fits."""
+    other input channels, no head). When nothing fits exactly, a detection/segmentation model's backbone is
+    tried, then the keys without a prefix they all share (a wrapper's attribute: `net.`, `encoder.`)."""
     from zoo.weights.signatures import EXACT, identify, shapes_of
     from zoo.weights.unwrap import backbone_of
 
-    candidates = _best(identify(shapes_of(state_dict)))
-    via = None
+    shapes = shapes_of(state_dict)
+    candidates, via = _best(identify(shapes)), None
     if not any(c.verdict == EXACT for c in candidates):
         backbone = backbone_of(state_dict)
         if backbone is not None:
             inner = _best(identify(shapes_of(backbone.state_dict)))
             if inner:
                 candidates, via = inner, backbone.steps[0]
+    stripped, removed = shapes, ""
+    for _ in range(3):  # at most three nested wrappers
+        if any(c.verdict == EXACT for c in candidates) or not (prefix := _shared_prefix(stripped)):
+            break
+        stripped, removed = {k[len(prefix) :]: v for k, v in stripped.items()}, removed + prefix
+        inner = _best(identify(stripped))
+        if inner and (not candidates or inner[0].rank < candidates[0].rank):
+            candidates, via = inner, f"without the prefix {removed} every key has"
     return [Fit(c.architecture, c.verdict, list(c.differences), via) for c in candidates[:limit]]
+
+
+def _shared_prefix(shapes: dict) -> str:
+    """`net.` when every key starts with it (and has more after it), else an empty string."""
+    first = next(iter(shapes), "")
+    head = first.split(".", 1)[0] + "."
+    return head if "." in first and all(k.startswith(head) and len(k) > len(head) for k in shapes) else ""
 
 
 def _best(candidates: list) -> list:
