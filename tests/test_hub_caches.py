@@ -368,6 +368,23 @@ def test_placed_files_are_found_by_huggingface_hub_for_any_name(org, repo, revis
     assert (cached.repo_id, cached.size_on_disk) == (hub.repo_id, len(data))
 
 
+def test_a_ref_moves_only_with_the_hubs_own_answer(hub, http_server):  # noqa: F811
+    import shutil as shutil_
+
+    fetch("testzoo:tiny_hub")
+    repo = hub_caches.hub_cache_dir() / "models--timm--tiny_hub"
+    newer = "f" * 40
+    (repo / "refs" / "main").write_text(newer)  # huggingface_hub moved main on since, and the old snapshot went
+    shutil_.rmtree(repo / "snapshots" / COMMIT)
+    again = fetch("testzoo:tiny_hub")  # a cache hit puts the snapshot back, but leaves main where it is
+    assert again.shared and (repo / "snapshots" / COMMIT / "model.safetensors").read_bytes() == hub
+    assert (repo / "refs" / "main").read_text() == newer
+    moved = "e" * 40
+    http_server.add_hub_file("timm/tiny_hub", "model.safetensors", hub, commit=moved)  # the hub's main moved
+    fetch("testzoo:tiny_hub", force=True)
+    assert (repo / "refs" / "main").read_text() == moved
+
+
 def test_no_share_and_the_config_setting_keep_the_other_caches_untouched(hub, tmp_path, monkeypatch):
     result = runner.invoke(app, ["fetch", "testzoo:tiny_hub", "--no-share", "--json"])
     assert result.exit_code == 0, result.output

@@ -173,7 +173,8 @@ def _fetch(wanted: _Wanted, mirrors, offline, force: bool, progress: Progress | 
         if not force and (hit := _cached(wanted, dest)):  # another process fetched it while we waited
             return _shared(hit, wanted, share, only_missing=True)
         done = _download_first(wanted, dest, urls, progress)
-        return _shared(replace(done, notes=(*done.notes, *refused)), wanted, share)
+        fresh = done.source == hub_caches.endpoint_url(wanted.url)  # its commit is the hub's answer just now
+        return _shared(replace(done, notes=(*done.notes, *refused)), wanted, share, fresh=fresh)
 
 
 def _cached(wanted: _Wanted, dest: Path) -> FetchResult | None:
@@ -216,12 +217,16 @@ def _from_shared_caches(wanted: _Wanted, dest: Path, refused: list[str]) -> Fetc
     return FetchResult(wanted.name, wanted.tag, dest, found.sha256, size, found.where, verified, found.commit)
 
 
-def _shared(result: FetchResult, wanted: _Wanted, share: bool, only_missing: bool = False) -> FetchResult:
+def _shared(
+    result: FetchResult, wanted: _Wanted, share: bool, only_missing: bool = False, fresh: bool = False
+) -> FetchResult:
     """`result`, placed in the cache its library reads when `share`, with notes on what was not done."""
     notes = list(result.notes)
     if not result.verified:
         notes.append(f"{Path(wanted.key).name} was checked against nothing: no hash is known for it")
-    placed = hub_caches.share(result.path, wanted.url, result.sha256, result.commit, only_missing) if share else None
+    placed = None
+    if share:
+        placed = hub_caches.share(result.path, wanted.url, result.sha256, result.commit, only_missing, fresh)
     shared = result.shared
     if placed is not None and placed.path is not None:
         shared = (*shared, str(placed.path))

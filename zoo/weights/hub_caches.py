@@ -264,18 +264,21 @@ class Placed:
     note: str = ""
 
 
-def share(source: Path, url: str, sha256: str, commit: str | None, only_missing: bool = False) -> Placed | None:
+def share(
+    source: Path, url: str, sha256: str, commit: str | None, only_missing: bool = False, fresh: bool = False
+) -> Placed | None:
     """Place the verified `source` (fetched for `url`) where its library looks: a hub file into the Hugging
     Face cache, any other http(s) file into torch's checkpoints under the URL's file name. None: no such
     place (or, with `only_missing`, something is there already: a cache hit does not re-check it).
-    A cache zoo cannot write (read-only, a file in the way) gives a note, never a failed fetch."""
+    A cache zoo cannot write (read-only, a file in the way) gives a note, never a failed fetch. `fresh`: the
+    commit is the hub's answer just now, which may move `refs/<revision>` (else only a missing ref is written)."""
     hub = hub_file(url)
     if hub is not None:
         commit = commit or read_ref(hub)
         pointer = hub_cache_dir() / hub.folder / "snapshots" / (commit or "-") / hub.filename
         if only_missing and commit and os.path.exists(pointer):
             return None
-        where, place = HF_CACHE, lambda: place_in_hub_cache(source, hub, sha256, commit)
+        where, place = HF_CACHE, lambda: place_in_hub_cache(source, hub, sha256, commit, fresh)
     elif urlsplit(url).scheme.lower() in ("http", "https"):
         if only_missing and os.path.exists(torch_hub_dir() / file_name_from_url(url)):
             return None
@@ -288,8 +291,11 @@ def share(source: Path, url: str, sha256: str, commit: str | None, only_missing:
         return Placed(where, None, f"cannot write there ({type(exc).__name__}: {exc})")
 
 
-def place_in_hub_cache(source: Path, hub: HubFile, sha256: str, commit: str | None) -> Placed:
-    """Write blob, snapshot symlink and ref as huggingface_hub does; leave a different file there alone."""
+def place_in_hub_cache(source: Path, hub: HubFile, sha256: str, commit: str | None, fresh: bool = True) -> Placed:
+    """Write blob, snapshot symlink and ref as huggingface_hub does; leave a different file there alone.
+
+    `refs/<revision>` is written when missing, or moved to `commit` when `fresh` (the hub's answer just now,
+    as huggingface_hub moves it); a commit from zoo's records or a mirror never moves a ref back."""
     root = hub_cache_dir()
     repo = root / hub.folder
     commit = hub.revision if _COMMIT.fullmatch(hub.revision) else commit or read_ref(hub)  # a URL's commit rules
@@ -310,7 +316,8 @@ def place_in_hub_cache(source: Path, hub: HubFile, sha256: str, commit: str | No
             _symlink(blob, pointer, root)
     if hub.revision != commit:
         ref = inside(root, repo / "refs" / hub.revision)
-        if read_ref(hub) != commit:
+        current = read_ref(hub)
+        if current is None or (fresh and current != commit):
             write_text_atomic(ref, commit, root=root)
     return Placed(HF_CACHE, pointer)
 
