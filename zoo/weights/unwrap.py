@@ -92,7 +92,13 @@ def _container_key(obj: Mapping, where: str, ema: bool | None, chose: bool | Non
     import torch
 
     def usable(key: str) -> bool:
-        return isinstance(obj.get(key), Mapping | torch.nn.Module) and bool(obj.get(key))
+        """A module, or a dict holding tensors (or containers of them): not a settings dict like {"ema": {...}}."""
+        value = obj.get(key)
+        if isinstance(value, torch.nn.Module):
+            return True
+        return isinstance(value, Mapping) and (
+            _mostly_tensors(value) or any(isinstance(value.get(k), Mapping | torch.nn.Module) for k in CONTAINER_KEYS)
+        )
 
     ema_key = next((k for k in EMA_KEYS if usable(k)), None)
     raw_key = next((k for k in CONTAINER_KEYS if usable(k)), None)
