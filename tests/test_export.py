@@ -62,6 +62,14 @@ class DataDependent(TinyCNN):
         return y
 
 
+class BatchMixed(TinyCNN):
+    """Each sample's output depends on the others in the batch (even in eval mode)."""
+
+    def forward(self, x):
+        y = super().forward(x)
+        return y + y.mean(0, keepdim=True)
+
+
 class Eigen(nn.Module):
     """An operator that no ONNX exporter translates."""
 
@@ -218,6 +226,13 @@ def test_backbone_with_several_outputs_gets_named_outputs(tiny, tmp_path):
     assert [o.name for o in sess.get_outputs()] == ["c2", "c3"]
     c2, c3 = sess.run(None, {"input": np.random.rand(2, 3, 128, 96).astype(np.float32)})
     assert c2.shape == (2, 16, 32, 24) and c3.shape == (2, 32, 16, 12)
+
+
+def test_batch_dependent_outputs_get_their_own_reference_at_each_batch(tiny, tmp_path):
+    """References at batch 1 and 2 are batch 3's first rows only when the model's rows do not mix."""
+    report = export(f"{tiny}:BatchMixed", tmp_path / "mixed.onnx", input_shape=(1, 3, 8, 8), exporter="torchscript")
+    assert report.verified and [c.input_shape[0] for c in report.verification.checks] == [1, 2, 3]
+    assert all(o.max_abs < 1e-4 for c in report.verification.checks for o in c.outputs)
 
 
 def test_fp16_halves_the_file_and_keeps_float32_io(tiny, tmp_path):

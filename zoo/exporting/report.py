@@ -136,9 +136,9 @@ class ExportReport:
     verification: Verification | None = None
     task: str = "classification"
     quantized: bool = False
-    # Stage timings: build, reference, export (the exporter's call; `optimize` is the dynamo exporter's graph
-    # optimisation within it), simplify, fp16, session (onnxruntime session creation), verify, verify:NAME
-    # (each --runtime, loading included), write, total.
+    # Stage timings: imports (torch, onnx, onnxruntime; ~0 in a warm process), build, reference, export (the
+    # exporter's call; `optimize` is the dynamo exporter's graph optimisation within it), simplify, fp16,
+    # session (onnxruntime session creation), verify, verify:NAME (each --runtime, loading included), write, total.
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # what this family cannot do, seeded weights, fallbacks
 

@@ -32,17 +32,64 @@ def reference_outputs(
     model: torch.nn.Module, inputs: list[tuple[torch.Tensor, ...]], device: str
 ) -> tuple[list[list[np.ndarray]], list[str]]:
     """PyTorch's outputs (eval, no_grad, TF32 off) for each input tuple, as numpy arrays (floats as float32),
-    and the outputs' names (zoo.tasks.flatten)."""
+    and the outputs' names (zoo.tasks.flatten).
+
+    Inputs that are the first rows of a later one (zoo.tasks.check_inputs' batch 1 and 2 of batch 3) take the
+    first rows of its outputs, once the smallest of them, run on its own, agrees with its rows (a model whose
+    eval outputs depend on the batch gets every input run).
+    """
     import torch
 
     from zoo.tasks import flatten
 
-    results, names = [], []
+    def run(args) -> tuple[list[np.ndarray], list[str], list]:
+        tensors, names = flatten(model(*(x.to(device) for x in args)))
+        return [_numpy(t) for t in tensors], names, tensors
+
+    results: dict[int, list[np.ndarray]] = {}
+    names: list[str] = []
     with torch.no_grad(), no_tf32():
-        for args in inputs:
-            tensors, names = flatten(model(*(x.to(device) for x in args)))
-            results.append([_numpy(t) for t in tensors])
-    return results, names
+        for index in reversed(range(len(inputs))):
+            if index in results:
+                continue
+            results[index], names, tensors = run(inputs[index])
+            batch = inputs[index][0].shape[0] if inputs[index][0].dim() else 0
+            if not all(t.dim() and t.shape[0] == batch for t in tensors):
+                continue
+            prefixes = {i: rows for i in range(index) if (rows := _prefix_rows(inputs[i], inputs[index]))}
+            if not prefixes:
+                continue
+            smallest = min(prefixes, key=prefixes.get)
+            own, _, _ = run(inputs[smallest])
+            rows = [r[: prefixes[smallest]] for r in results[index]]
+            if not all(_close(a, b) for a, b in zip(own, rows, strict=True)):
+                continue  # batch-dependent outputs: each input is run
+            for i, count in prefixes.items():
+                results[i] = own if i == smallest else [r[:count] for r in results[index]]
+    return [results[i] for i in range(len(inputs))], names
+
+
+def _close(a: np.ndarray, b: np.ndarray) -> bool:
+    import numpy as np
+
+    if a.shape != b.shape:
+        return False
+    if not np.issubdtype(a.dtype, np.floating):
+        return bool(np.array_equal(a, b))
+    scale = max(1.0, float(np.nanmax(np.abs(b)))) if b.size else 1.0
+    return bool(np.allclose(a, b, rtol=1e-4, atol=1e-5 * scale, equal_nan=True))
+
+
+def _prefix_rows(candidate: tuple, full: tuple) -> int:
+    """The number of rows when every tensor of `candidate` is the first rows of the same tensor of `full`."""
+    if len(candidate) != len(full):
+        return 0
+    for part, whole in zip(candidate, full, strict=True):
+        if part.dim() == 0 or part.shape[1:] != whole.shape[1:] or part.shape[0] >= whole.shape[0]:
+            return 0
+        if part.data_ptr() != whole.data_ptr() or part.stride() != whole.stride():
+            return 0
+    return candidate[0].shape[0]
 
 
 def _numpy(tensor: torch.Tensor) -> np.ndarray:
