@@ -303,6 +303,13 @@ def test_hand_made_layouts_are_what_torch_reads(tmp_path):
         assert list(torch.load(path, weights_only=True)) == ["a.weight", "a.bias"]
 
 
+def test_python2_names_of_protocol_2_pickles_are_read_as_torch_reads_them(tmp_path):
+    """torch.save writes protocol 2, where a set is `__builtin__.set`: allowed, as torch allows `builtins.set`."""
+    path = tmp_path / "with-a-set.pth"
+    torch.save({"state_dict": tensors(), "classes": {"cat", "dog"}}, path)
+    assert list(load_checkpoint(path).state_dict) == ["conv.weight", "conv.bias"]
+
+
 def test_timm_train_args_namespace_is_allowed_but_nothing_else_new(tmp_path):
     """timm's train script saves its argparse.Namespace as `args`: zoo reads it without --trust-pickle."""
     import argparse

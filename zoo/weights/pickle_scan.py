@@ -81,6 +81,7 @@ class _Scanner(pickle.Unpickler):
         self.classes: dict[str, type] = {}
 
     def find_class(self, module: str, name: str) -> type:
+        module, name = _python3_name(module, name)
         qualified = f"{module}.{name}"
         self.scan.globals.add(qualified)
         if qualified not in self.classes:
@@ -94,6 +95,16 @@ class _Scanner(pickle.Unpickler):
             if isinstance(numel, int) and numel >= 0:
                 self.scan.storages[key] = Storage(key, type_name, numel)
         return _Inert(pid)
+
+
+def _python3_name(module: str, name: str) -> tuple[str, str]:
+    """Protocol 0-2 pickles (torch.save's default) name Python 2 modules (`__builtin__.set`): the names the
+    standard unpickler, and torch's, read them as (`builtins.set`)."""
+    import _compat_pickle
+
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        return _compat_pickle.NAME_MAPPING[(module, name)]
+    return _compat_pickle.IMPORT_MAPPING.get(module, module), name
 
 
 def scan(stream: io.BytesIO, into: Scan | None = None) -> Scan:
