@@ -181,6 +181,43 @@ def test_unknown_task_is_a_one_line_error(tmp_path):
     assert result.exit_code == 2 and "--task 'x': use one of classification, detection" in result.stderr
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    st.sampled_from(sorted(tasks.FAMILIES)),
+    st.integers(1, 3),
+    st.tuples(st.integers(1, 4), st.integers(8, 40), st.integers(8, 40)),
+    st.booleans(),
+    st.booleans(),
+)
+def test_check_inputs_fit_each_task(task, batch, dims, dynamic_batch, dynamic_hw):
+    """What verification feeds a task's graph: the graph's inputs, at the shapes its symbolic dims allow."""
+    frames, height, width = dims
+    fam = tasks.family(task)
+    shape = (1 if task == "detection" else batch, 3, *((frames,) if fam.rank == 5 else ()), height, width)
+    inputs = tasks.check_inputs(task, tasks.check_shape(task, shape), dynamic_batch, dynamic_hw)
+    assert all(len(args) == len(fam.input_names) for args in inputs)
+    image = shape[1:] if task == "detection" else shape
+    if task == "detection":
+        assert [tuple(a[0].shape) for a in inputs[:2]] == [image, image]
+    elif dynamic_batch:
+        assert [a[0].shape[0] for a in inputs[:3]] == [1, 2, 3] and inputs[0][0].shape[1:] == shape[1:]
+    else:
+        assert tuple(inputs[0][0].shape) == shape
+    if dynamic_hw:
+        last = inputs[-1][0].shape
+        h, w = fam.hw_axes
+        assert (last[h], last[w]) == (image[h] + 32, image[w] + 32)
+    if fam.image_range is not None:
+        low, high = fam.image_range
+        assert all(float(x.min()) >= low and float(x.max()) <= high for args in inputs for x in args)
+    axes, _ = tasks.axes(task, dynamic_batch, dynamic_hw)
+    assert len(axes) == len(fam.input_names) and all((0 in a) == (dynamic_batch and fam.batch) for a in axes)
+    wrong = (*shape, 5) if fam.rank == 4 else shape[:-1]
+    if task != "classification":
+        with pytest.raises(UserInputError, match=f"a {task} model takes"):
+            tasks.check_shape(task, wrong)
+
+
 # Detection matching on generated detections: the check passes what it should and fails what it should.
 
 detections = st.integers(1, 12).flatmap(

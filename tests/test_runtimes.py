@@ -152,6 +152,8 @@ def test_unknown_or_missing_runtimes_fail_before_exporting(tiny, tmp_path, add_p
     assert "onnxruntime, openvino, opencv" in result.stderr
     result = runner.invoke(app, ["export", tiny, "-o", str(tmp_path / "t.onnx"), "--runtime", "missing"])
     assert result.exit_code == 2 and "pip install acme-rt" in result.stderr
+    result = runner.invoke(app, ["export", tiny, "-o", str(tmp_path / "t.onnx"), "--runtime", "same", "--no-verify"])
+    assert result.exit_code == 2 and "leave out --no-verify" in result.stderr
     assert list(tmp_path.glob("*.onnx")) == []
 
 

@@ -81,6 +81,8 @@ def export(
     device = _check_device(device)
     from zoo.exporting.runtimes import resolve
 
+    if runtimes and not verify:
+        raise UserInputError("--runtime verifies the file in more runtimes: leave out --no-verify")
     chosen = resolve(runtimes) if verify else []
 
     step("building the model")
