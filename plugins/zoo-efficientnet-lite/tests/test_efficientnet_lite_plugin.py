@@ -44,16 +44,16 @@ def test_discovered_through_its_entry_point_with_all_three_kinds():
         "weight sources": 1,
         "remaps": 1,
     }
-    entry = zoo.get_entry("efficientnet_lite0")
+    entry = zoo.get_entry("efficientnet_lite:efficientnet_lite0")  # timm has one too
     assert entry.qualified_name == "efficientnet_lite:efficientnet_lite0"
     assert entry.remap == "efficientnet_lite_pytorch_to_timm" and entry.default_weights.hash_prefix == "57934424"
 
 
 def test_pkg_source_is_verified_and_cached_like_a_download(isolated_zoo):
-    first = zoo.fetch("efficientnet_lite0")
+    first = zoo.fetch("efficientnet_lite:efficientnet_lite0")
     assert first.sha256 == SHA256 and first.size == 18826032 and first.source == WEIGHTS_URL
     assert first.path.is_relative_to(isolated_zoo) and first.path.name == "efficientnet-lite0-57934424.pth"
-    assert zoo.fetch("efficientnet_lite0").source == "cache"
+    assert zoo.fetch("efficientnet_lite:efficientnet_lite0").source == "cache"
 
 
 def test_pkg_source_hash_mismatch_is_refused():
@@ -95,7 +95,7 @@ def test_remapped_timm_model_computes_the_reference_logits():
 
     reference = EfficientNet.from_name("efficientnet-lite0")
     reference.load_state_dict(package_weights(), strict=True)
-    model = zoo.create_model("efficientnet_lite0", pretrained=True)
+    model = zoo.create_model("efficientnet_lite:efficientnet_lite0", pretrained=True)
     assert type(model).__name__ == "EfficientNet" and type(model).__module__.startswith("timm.")
     reference.eval(), model.eval()
     torch.manual_seed(0)
@@ -110,7 +110,7 @@ def test_remapped_timm_model_computes_the_reference_logits():
 def test_zoo_fetch_in_a_subprocess_finds_the_plugin_by_its_entry_point():
     env = {**os.environ, "ZOO_LOAD_PLUGINS": "efficientnet_lite"}
     result = subprocess.run(
-        [sys.executable, "-m", "zoo", "fetch", "efficientnet_lite0", "--json"],
+        [sys.executable, "-m", "zoo", "fetch", "efficientnet_lite:efficientnet_lite0", "--json"],
         capture_output=True,
         text=True,
         env=env,
@@ -126,7 +126,7 @@ def test_zoo_adapt_loads_the_real_weights_into_a_new_head(tmp_path):
         "adapt",
         "tf_efficientnet_lite0",
         "--from",
-        "efficientnet_lite0",
+        "efficientnet_lite:efficientnet_lite0",
         "--num-classes",
         "10",
         "-o",
@@ -145,7 +145,7 @@ def test_zoo_adapt_loads_the_real_weights_into_a_new_head(tmp_path):
 
 
 def test_zoo_profile_counts_the_model():
-    (profile,) = json.loads(invoke("profile", "efficientnet_lite0", "--json").stdout)
+    (profile,) = json.loads(invoke("profile", "efficientnet_lite:efficientnet_lite0", "--json").stdout)
     assert profile["params"]["total"] == 4652008
     assert 0.35 < profile["gmacs"] < 0.42 and profile["output_shape"] == [1, 1000]
 
@@ -155,8 +155,8 @@ def test_zoo_export_writes_onnx_that_computes_the_real_logits(tmp_path):
     import onnxruntime
 
     out = tmp_path / "lite0.onnx"
-    invoke("export", "efficientnet_lite0", "-o", str(out), "--exporter", "torchscript", "--json")
-    model = zoo.create_model("efficientnet_lite0", pretrained=True).eval()
+    invoke("export", "efficientnet_lite:efficientnet_lite0", "-o", str(out), "--exporter", "torchscript", "--json")
+    model = zoo.create_model("efficientnet_lite:efficientnet_lite0", pretrained=True).eval()
     torch.manual_seed(1)
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
