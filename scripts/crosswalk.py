@@ -54,9 +54,14 @@ def torchvision_models() -> list[str]:
 
 def architecture(spec: str, meta_device: bool = True):
     """The bare architecture `spec` (`torchvision:NAME`, `timm:NAME`: no weight set's head or size)."""
+    return bare(spec, meta_device).model
+
+
+def bare(spec: str, meta_device: bool = True):
+    """`spec` built as a bare architecture: a `zoo.targets.Target` that `zoo.adapt` takes as it is."""
     from zoo.targets import build_target
 
-    return build_target(spec, {}, meta_device=meta_device, weight_set=False, real_buffers=meta_device).model
+    return build_target(spec, {}, meta_device=meta_device, weight_set=False)
 
 
 def param_count(spec: str) -> int | None:
@@ -120,7 +125,7 @@ def transplant(target_spec: str, source) -> dict[str, Any]:
     start = time.perf_counter()
     row: dict[str, Any] = {"target": target_spec}
     try:
-        model, report = adapt(architecture(target_spec), source, verify=True)
+        model, report = adapt(bare(target_spec), source, verify=True)
     except VerifyError as exc:
         model, report = None, exc.report
     except AdaptError as exc:
@@ -129,6 +134,10 @@ def transplant(target_spec: str, source) -> dict[str, Any]:
             row.update(verdict=REFUSED, reason=str(exc).splitlines()[0][:300], seconds=_since(start))
             return row
         model = None
+    except Exception as exc:  # noqa: BLE001 - the sweep records what broke and goes on
+        row.update(verdict=REFUSED, reason=f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+        row["seconds"] = _since(start)
+        return row
     check = report.verify
     counts = report.plan.counts()
     reshaped = counts["RESHAPED"]["params"] + counts["RESHAPED"]["buffers"]
@@ -158,7 +167,7 @@ def _rebuilt(target_spec: str, source, report):
     """The target as adapt loaded it (a refused proof returns no model): build and load it again, unverified."""
     from zoo.adapt.core import adapt
 
-    model, _ = adapt(architecture(target_spec), source, verify=False)
+    model, _ = adapt(bare(target_spec), source, verify=False)
     return model
 
 
@@ -229,14 +238,22 @@ def _since(start: float) -> float:
     return round(time.perf_counter() - start, 2)
 
 
+def _direction(target_spec: str, source_spec: str) -> dict[str, Any]:
+    try:
+        source = real_model(source_spec)
+    except Exception as exc:  # noqa: BLE001 - recorded, and the sweep goes on
+        return {"target": target_spec, "verdict": REFUSED, "reason": f"the source does not build: {exc}"[:300]}
+    return transplant(target_spec, source)
+
+
 def pair_row(tv_name: str, timm_name: str) -> dict[str, Any]:
     """Both directions for one pair."""
     import gc
 
     tv_spec, timm_spec = f"torchvision:{tv_name}", f"timm:{timm_name}"
-    forward = transplant(timm_spec, real_model(tv_spec))
+    forward = _direction(timm_spec, tv_spec)
     gc.collect()
-    backward = transplant(tv_spec, real_model(timm_spec))
+    backward = _direction(tv_spec, timm_spec)
     gc.collect()
     return {"torchvision": tv_name, "timm": timm_name, "torchvision->timm": forward, "timm->torchvision": backward}
 

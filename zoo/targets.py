@@ -34,6 +34,20 @@ class Target:
     architecture: Architecture | None = None
     kwargs: dict[str, Any] = field(default_factory=dict)
     weights: str | None = None  # what was loaded: a tag, a file, or None for random weights
+    weight_set: bool = True  # built as its weight set needs (False: the bare architecture)
+
+    def real_buffers(self) -> dict[str, Any]:
+        """Every buffer of this target as a real build computes it (parameters stay on the meta device).
+
+        Buffers some builders derive from a parameter's device (timm's window attention mask) need a
+        fully real build; that one is made only when such buffers exist.
+        """
+        again = {"meta_device": True, "weight_set": self.weight_set, "real_buffers": True}
+        buffers = dict(build_target(self.spec, self.kwargs, **again).model.named_buffers())
+        if any(b.is_meta for b in buffers.values()):
+            real = build_target(self.spec, self.kwargs, weight_set=self.weight_set).model
+            buffers = {k: (dict(real.named_buffers())[k] if b.is_meta else b) for k, b in buffers.items()}
+        return buffers
 
 
 def is_reference(spec: str) -> bool:
@@ -78,7 +92,7 @@ def build_target(
     if not weight_set:
         selection = Selection(selection.entry, None)
     model = _built(lambda: build_entry(selection, kwargs), meta_device)
-    return Target(spec, model, "registry", selection=selection, kwargs=kwargs)
+    return Target(spec, model, "registry", selection=selection, kwargs=kwargs, weight_set=weight_set)
 
 
 def resolve(spec: str) -> Selection:

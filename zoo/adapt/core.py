@@ -342,20 +342,35 @@ def check_plan(
 
 
 def _materialise_rest(model: nn.Module, plan: LoadPlan, policy: str, target: Target) -> None:
-    """Initialise what nothing fed; rebuild non-persistent buffers the meta device left empty."""
-    todo = [i.key for i in plan.keys if not i.fed]
-    how = adapters.materialise(model, todo, policy)
+    """Initialise the parameters nothing fed; unfed buffers take the values the builder computes.
+
+    Buffers are what the constructor derives (a window attention's relative position index, fresh
+    BatchNorm statistics), so they come from a build with real buffers (parameters on the meta device)
+    instead of an init policy. A module target cannot be rebuilt: its empty buffers get the init policy.
+    """
+    unfed = [i for i in plan.keys if not i.fed]
+    buffers = {name for name, _ in model.named_buffers()}
+    empty = [name for name, b in model.named_buffers() if b.is_meta]
+    rebuilt = {}
+    if empty and target.kind != "module":
+        real = target.real_buffers()
+        for name in empty:
+            module, leaf = adapters.owner(model, name)
+            module._buffers[leaf] = real[name]
+            rebuilt[name] = "as the builder computes it"
+    todo = [i.key for i in unfed if i.key not in buffers or (i.key not in rebuilt and _tensor(model, i.key).is_meta)]
+    how = {**adapters.materialise(model, todo, policy), **rebuilt}
     for item in plan.keys:
         if item.key in how:
             item.init = how[item.key]
         elif not item.fed:
             item.init = "kept as built"
     leftovers = [name for name, b in model.named_buffers() if b.is_meta]
-    if leftovers:
-        real = build_target(target.spec, target.kwargs).model
-        for name in leftovers:
-            module, leaf = adapters.owner(model, name)
-            module._buffers[leaf] = real.get_buffer(name)
+    if leftovers:  # a module target's non-persistent buffers: zeros would be a lie, so say what is missing
+        raise UserInputError(
+            f"{len(leftovers)} buffers of the target are still empty ({', '.join(group_keys(leftovers)[:3])}): "
+            "pass the target by name, so that zoo can build them"
+        )
 
 
 def _tensor(model: nn.Module, key: str):
@@ -523,7 +538,7 @@ def save_state_dict(model: nn.Module, path: str | os.PathLike, fmt: str | None =
 
 
 def adapt(
-    target: str | nn.Module,
+    target: str | Target | nn.Module,
     source: Any,
     *,
     from_weights: str | os.PathLike | None = None,
@@ -548,7 +563,8 @@ def adapt(
     """Load `source` weights into `target`; returns the model and the report (raises AdaptError on refusal).
 
     `target`: an architecture name, a registry model, `file.py:Class` / `module:Class` (built with `kwargs`,
-    on the meta device) or an `nn.Module`. `source`: a registry model (fetched, or fed by `from_weights`),
+    on the meta device), a `zoo.targets.Target` already built, or an `nn.Module`. `source`: a registry
+    model (fetched, or fed by `from_weights`),
     a checkpoint path, a state dict or an `nn.Module`.
     """
     if init not in adapters.INIT_POLICIES:
@@ -567,7 +583,9 @@ def adapt(
     loaded = load_source(source, from_weights, trust_pickle, ema)
     lap("read source")
     kwargs = dict(kwargs or {})
-    if isinstance(target, str):
+    if isinstance(target, Target):  # already built (on the meta device), e.g. a bare architecture
+        built = target
+    elif isinstance(target, str):
         architecture = catalogues.architectures().get(target)
         infer = getattr(architecture.builder, "infer_kwargs", None) if architecture else None
         if infer is not None:
