@@ -312,6 +312,23 @@ def test_a_tampered_blob_in_the_hugging_face_cache_is_not_reused(hub, http_serve
     assert blob.read_bytes() == hub
 
 
+@pytest.mark.parametrize(
+    ("value", "offline"), [("1", True), ("ON", True), ("yes", True), ("True", True), ("0", False), ("", False)]
+)
+def test_hf_hub_offline_reads_as_huggingface_hub_reads_it(value, offline, monkeypatch):
+    import importlib
+
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", value)
+    assert hub_caches.hub_offline() is offline
+    try:
+        assert importlib.reload(constants).HF_HUB_OFFLINE is offline
+    finally:
+        monkeypatch.delenv("HF_HUB_OFFLINE")
+        importlib.reload(constants)
+
+
 def test_hf_hub_offline_means_offline(hub, http_server, monkeypatch):  # noqa: F811
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(FetchError, match="offline"):
