@@ -8,8 +8,11 @@ JSON fields (`AdaptReport.to_dict`, `zoo adapt --json`, `--report FILE`):
   tensors and parameter elements fed, overall and per top-level module.
 - `groups`: the plan grouped (`layer1.{0..2}.bn1.*`); `keys`: every target key's plan; `dropped`: every
   source key that fed nothing, with why; `notes`: adapters used, norm eps differences.
-- `verify`: the proof (mode, input_shape actually compared, seed, max_abs, max_rel, tolerances, each
-  comparison; `reason` says why it was skipped or compared at the full size), or null when not run.
+- `verify`: the proof, or null when not run: `status` (equal, different, inconclusive, skipped), `summary`
+  (what was compared at which input: "outputs and 12 stages, input 2x3x64x64"), mode, input_shape, seed,
+  max_abs, max_rel, tolerances, each comparison (`kind` output or stage, `degenerate`: why the source's
+  value proves nothing), `seeded` (target keys that held one constant and got seeded values in both
+  models), `not_compared` (stages that could not be), and `reason` (first difference, fallbacks, notes).
 - `still_initial`: target tensors that still hold an initial value after loading, each with `key`,
   `outcome`, `kind` and `evidence`. `kind` "not fed": nothing from the source reached it (MISSING,
   SKIPPED_SHAPE; known from the plan). "default init": it was loaded, yet equals what its module's own
