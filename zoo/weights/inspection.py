@@ -22,7 +22,7 @@ NBT_NOTE = (
 )
 
 
-HASH_LIMIT = 256 * 1024 * 1024  # larger files are hashed only when their size is a registered weight set's
+HASH_LIMIT = 256 * 1024 * 1024  # a file this large is hashed only when its size is a registered weight set's
 
 
 @dataclass
@@ -173,7 +173,8 @@ def indexed_count() -> int:
 
 
 def known_weights(path) -> tuple[str | None, list[str]]:
-    """The file's sha256 and the registry weight sets it is (by full hash or file-name hash prefix)."""
+    """The file's sha256 and the registry weight sets it is (by full hash or file-name hash prefix); the file is
+    hashed only when a weight set with a hash could be it by its size (or, size unknown, when it is small)."""
     from zoo.errors import ZooError
     from zoo.registry import catalogues
     from zoo.weights.cache import hash_file
@@ -181,11 +182,18 @@ def known_weights(path) -> tuple[str | None, list[str]]:
 
     try:
         size = path.stat().st_size
-        if size > HASH_LIMIT:
-            sizes = {w.file_size_mb for entry in catalogues.models() for w in entry.weights if w.file_size_mb}
-            if not any(abs(size / 1e6 - mb) < 0.06 for mb in sizes):
-                return None, []
+        hashed = [w for entry in catalogues.models() for w in entry.weights if w.expected_hash]
+        if not any(_could_be(w, size) for w in hashed):
+            return None, []
         sha256 = hash_file(path)
         return sha256, [f"{s.entry.qualified_name}.{s.weights.tag}" for s in matching_weights(sha256) if s.weights]
     except ZooError:  # a registry that cannot be read: the architectures are still named
         return None, []
+
+
+def _could_be(weights, size: int) -> bool:
+    if weights.size is not None:
+        return weights.size == size
+    if weights.file_size_mb is not None:  # torchvision's `_file_size`, in MiB to three decimals
+        return abs(size / 2**20 - weights.file_size_mb) < 0.01
+    return size <= HASH_LIMIT
