@@ -1,4 +1,4 @@
-"""Built-in plugin: the executors `zoo convert` runs a batch on (`local` processes, `ray` tasks).
+"""Built-in plugin: the executors `zoo convert` runs a batch on (`local` warm workers, `ray` actors).
 
 Registration imports nothing: each factory imports its executor when a batch asks for it.
 """
@@ -9,14 +9,14 @@ from zoo import hookimpl
 
 
 def local(settings):
-    """Worker processes on this machine."""
+    """Warm worker processes on this machine."""
     from zoo.converting.executors import LocalExecutor
 
     return LocalExecutor(settings)
 
 
 def ray(settings):
-    """Ray tasks on a local Ray instance or a cluster (`pip install 'zoo[ray]'`)."""
+    """Ray actors with warm workers, on a local Ray instance or a cluster (`pip install 'zoo[ray]'`)."""
     from zoo.converting.ray_executor import RayExecutor
 
     return RayExecutor(settings)

@@ -2,8 +2,8 @@
 
 Family `convtest`: three tiny convnets that export fine (`tiny_a` with a weights file when
 CONVERT_TEST_WEIGHTS_URL names one), `broken` (a custom op no ONNX exporter knows), `hangs` (its forward
-never returns), `crashes` (its forward kills its process with SIGSEGV) and `hog` (builds only when it may
-reserve 16 GiB of address space).
+never returns), `crashes` (its forward kills its process with SIGSEGV), `grows` (its forward touches up
+to 3 GiB, then hangs) and `hog` (builds only when it may reserve 16 GiB of address space).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ MODELS = {
     "hangs": "its forward never returns",
     "hog": "reserves 16 GiB of address space when built",
     "crashes": "its forward kills its own process with SIGSEGV",
+    "grows": "its forward touches 64 MiB more memory every 20 ms, up to 3 GiB, then hangs",
 }
 
 
@@ -64,6 +65,8 @@ def build(entry: ModelEntry, **kwargs):
         return nn.Sequential(body, _Lambda(_hang))
     if entry.name == "crashes":
         return nn.Sequential(body, _Lambda(_segfault))
+    if entry.name == "grows":
+        return nn.Sequential(body, _Lambda(_grow))
     if entry.name == "hog":
         body.reserve = torch.empty(16 << 30, dtype=torch.uint8)  # address space only: pages are never touched
         del body.reserve
@@ -73,6 +76,16 @@ def build(entry: ModelEntry, **kwargs):
 def _hang(x):
     while True:
         time.sleep(0.05)
+
+
+def _grow(x):
+    import torch
+
+    held = []
+    for _ in range(48):
+        held.append(torch.ones(16 << 20))  # 64 MiB, touched
+        time.sleep(0.02)
+    _hang(x)
 
 
 def _segfault(x):

@@ -54,7 +54,20 @@ def run_zoo(*args, timeout=300):
 def test_a_batch_with_a_failure_a_crash_and_a_hang_finishes_records_each_and_resumes(convtest, tmp_path):
     out = tmp_path / "onnx"
     first = run_zoo(
-        "convert", "convtest:*", "-x", "*hog", "-o", str(out), *SMALL, "--jobs", "2", "--timeout", "40", "--json"
+        "convert",
+        "convtest:*",
+        "-x",
+        "*hog",
+        "-x",
+        "*grows",
+        "-o",
+        str(out),
+        *SMALL,
+        "--jobs",
+        "2",
+        "--timeout",
+        "40",
+        "--json",
     )
     assert first.returncode == 1, first.stderr
     assert "3 of 6 conversions failed" in first.stderr
@@ -107,6 +120,8 @@ def test_a_batch_with_a_failure_a_crash_and_a_hang_finishes_records_each_and_res
         "*hog",
         "-x",
         "*hangs",
+        "-x",
+        "*grows",
         "-o",
         str(out),
         *SMALL,
@@ -179,6 +194,21 @@ def test_ctrl_c_or_killing_the_command_mid_batch_loses_nothing_and_a_rerun_finis
     assert sorted(r["name"] for r in rows) == ["convtest:tiny_a", "convtest:tiny_b", "convtest:tiny_c"]
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find orphaned workers")
+def test_killing_the_command_mid_model_kills_its_warm_worker_too(convtest, tmp_path):
+    out = tmp_path / "onnx"
+    args = [*ZOO, "convert", "convtest:hangs", "-o", str(out), *SMALL, "--weights", "none", "--timeout", "600"]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    log, deadline = out / "logs" / "convtest" / "hangs.log", time.monotonic() + 240
+    while not log.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    assert log.exists(), "the worker never started the model"
+    time.sleep(2)  # inside the model's forward, which never returns
+    process.kill()
+    process.wait(30)
+    assert _no_workers_left(os.environ["ZOO_HOME"]), "a warm worker outlived the killed command"
+
+
 def test_the_memory_cap_turns_a_huge_allocation_into_a_recorded_failure(convtest, tmp_path):
     options = ExportOptions(weights="none", input_shape=(1, 3, 32, 32))
     result = convert(["convtest:hog", "convtest:tiny_b"], tmp_path, options=options, jobs=2, max_memory=6, timeout=120)
@@ -187,6 +217,24 @@ def test_the_memory_cap_turns_a_huge_allocation_into_a_recorded_failure(convtest
     assert hog["status"] == "memory", hog
     assert "out of memory under the worker's cap of 6.0 GiB" in hog["error"], hog
     assert rows["convtest:tiny_b"]["status"] == "ok"
+
+
+def test_the_parent_kills_a_worker_whose_resident_memory_passes_the_cap(convtest, tmp_path):
+    """The cap without RLIMIT_AS (as for --device cuda, whose driver maps far more than it uses)."""
+    from zoo.converting import planning, pool, worker
+
+    entries = planning.select(["convtest:grows"])
+    options = ExportOptions(weights="none", input_shape=(1, 3, 16, 16))
+    task = planning.plan(entries, tmp_path, options, timeout=90, max_memory=2 * worker.GIB).tasks[0]
+    profile = worker.Profile(task.threads, task.max_memory, dict(task.environment), resident_only=True)
+    live = pool.Worker(profile)
+    try:
+        row, reusable = live.convert(task, None)
+    finally:
+        live.kill()
+    assert row["status"] == "memory" and row["error_class"] == "MemoryLimit", row
+    assert "past the cap of 2.0 GiB (--max-memory); it was killed" in row["error"] and not reusable
+    assert live.process.exitcode == -signal.SIGKILL
 
 
 def test_workers_convert_several_models_and_are_recycled_by_count_and_by_memory(convtest, tmp_path):

@@ -282,3 +282,28 @@ def test_cli_recycling_options_are_checked_and_their_help_names_the_defaults(tmp
     assert "--family" in help_text
     bad = runner.invoke(app, ["convert", "resnet18", "-o", str(tmp_path), "--recycle-after", "0"])
     assert bad.exit_code == 2 and "--recycle-after must be at least 1" in bad.output
+
+
+def test_each_extra_runtime_gets_a_column_and_an_unknown_one_fails_the_command_once(tmp_path):
+    rows = [
+        {
+            "name": "a:x",
+            "status": "ok",
+            "runtimes": {
+                "onnxruntime": {"passed": True, "max_abs": 1e-6},
+                "openvino": {"passed": True, "max_abs": 2.5e-6},
+                "opencv": {"passed": False, "max_abs": 0.31},
+            },
+        },
+        {"name": "a:y", "status": "verify-failed", "runtimes": {"opencv": {"passed": False, "error": "no layer X"}}},
+        {"name": "a:z", "status": "failed", "error_class": "ExportError", "error": "op"},
+    ]
+    assert report.columns(rows)[-3:] == ("opencv", "openvino", "error")
+    text = report.markdown(rows, "t")
+    assert "| a:x | ok |" in text and "| FAILED 0.31 | ok 2.5e-06 |" in text
+    assert "| error: no layer X |  |" in text
+    assert report.columns([rows[2]]) == report.COLUMNS
+    runner = CliRunner()
+    bad = runner.invoke(app, ["convert", "resnet18", "-o", str(tmp_path), "--runtime", "nope"])
+    assert bad.exit_code == 2 and "--runtime 'nope': no such runtime" in bad.output
+    assert not manifest.read_rows(tmp_path)

@@ -21,6 +21,7 @@ from zoo.cli.export_options import (
     InputOption,
     OpsetOption,
     RtolOption,
+    RuntimeOption,
     SimplifyOption,
     VerifyOption,
     parse_shape,
@@ -82,6 +83,7 @@ def convert_command(
     atol: AtolOption = None,
     rtol: RtolOption = None,
     external_data: ExternalDataOption = "auto",
+    runtime: RuntimeOption = None,
     arg: ArgOption = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
@@ -105,6 +107,7 @@ def convert_command(
         atol=atol,
         rtol=rtol,
         external_data=external_data,
+        runtimes=tuple(runtime or ()),
         kwargs=parse_kwargs(arg),
     )
     display = LiveDisplay(enabled=not json_output)

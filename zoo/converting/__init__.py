@@ -1,4 +1,4 @@
-"""`zoo convert`: batch-convert registry models to ONNX, each in its own worker, resumable, with a manifest.
+"""`zoo convert`: batch-convert registry models to ONNX on warm, isolated workers, resumable, with a manifest.
 
 `convert(...)` (core.convert) is the entry point; nothing here imports torch (the workers do).
 """

@@ -104,6 +104,10 @@ def convert(
         raise UserInputError(f"--recycle-memory must be GB (0: never), not {recycle_memory:g}")
     directory = Path(output).expanduser().resolve()
     options = options or ExportOptions()
+    if options.runtimes:  # an unknown or missing runtime fails the command once, not every model
+        from zoo.exporting.runtimes import resolve
+
+        resolve(options.runtimes)
     entries = planning.select(patterns, exclude, all_models, family)
     jobs = jobs or worker.default_threads(1)
     threads = threads or worker.default_threads(jobs)

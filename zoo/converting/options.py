@@ -23,6 +23,7 @@ class ExportOptions:
     atol: float | None = None
     rtol: float | None = None
     external_data: str = "auto"
+    runtimes: tuple[str, ...] = ()  # verify in these runtimes too (`--runtime`), beyond onnxruntime
     kwargs: dict[str, Any] = field(default_factory=dict)
 
     def to_kwargs(self) -> dict[str, Any]:
@@ -35,4 +36,5 @@ class ExportOptions:
         """A JSON-ready dict (tuples as lists), the form recorded in the manifest's fingerprint."""
         data = asdict(self)
         data["input_shape"] = list(self.input_shape) if self.input_shape else None
+        data["runtimes"] = list(self.runtimes)
         return data

@@ -50,9 +50,13 @@ class Worker:
         context = workers.context()
         self.profile = profile
         self.connection, child = context.Pipe(duplex=True)
-        self.process = context.Process(target=workers.serve, args=(child, profile, preload), name="zoo-convert worker")
+        lifeline, self.lifeline = context.Pipe(duplex=False)  # never written: EOF there means this process died
+        self.process = context.Process(
+            target=workers.serve, args=(child, profile, preload, lifeline), name="zoo-convert worker"
+        )
         self.process.start()
         child.close()
+        lifeline.close()
         self.models = 0
         self.rss: int | None = None
         message = self._next(START_TIMEOUT)
@@ -134,6 +138,7 @@ class Worker:
                 self.process.kill()
             self.process.join(10)
         self.connection.close()
+        self.lifeline.close()
 
 
 class Slot:

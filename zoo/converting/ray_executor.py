@@ -95,7 +95,10 @@ class RayExecutor:
                 self.ray.get(actor.close.remote(), timeout=30)
             except Exception:  # noqa: BLE001 - it is killed below either way
                 pass
-        self.ray.kill(actor, no_restart=True)
+        try:
+            self.ray.kill(actor, no_restart=True)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
         self.actors.remove(actor)
 
     def shutdown(self) -> None:

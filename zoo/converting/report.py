@@ -18,8 +18,30 @@ FAMILY_COLUMNS = ("task family", "models", "exported", "verified", "failed", "fa
 FAMILY_ORDER = (*TASKS, "quantized")
 
 
-def cells(row: Mapping[str, Any]) -> list[str]:
-    """The table cells of one manifest row."""
+def runtime_names(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The runtimes beyond onnxruntime that any row was verified in (`--runtime`): a column each."""
+    names = {name for row in rows for name in (row.get("runtimes") or {}) if name != "onnxruntime"}
+    return sorted(names)
+
+
+def runtime_cell(row: Mapping[str, Any], name: str) -> str:
+    """`ok 1.2e-06`, `FAILED 0.31` (max abs diff) or `error: <the runtime's message>`; empty when not run."""
+    result = (row.get("runtimes") or {}).get(name)
+    if not result:
+        return ""
+    if result.get("error"):
+        return f"error: {result['error']}"
+    diff = f" {result['max_abs']:.2g}" if result.get("max_abs") is not None else ""
+    return ("ok" if result.get("passed") else "FAILED") + diff
+
+
+def columns(rows: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    """COLUMNS with one column per extra runtime, before the error."""
+    return (*COLUMNS[:-1], *runtime_names(rows), COLUMNS[-1])
+
+
+def cells(row: Mapping[str, Any], runtimes: Sequence[str] = ()) -> list[str]:
+    """The table cells of one manifest row (`runtimes`: the extra runtimes' columns)."""
     nodes = f"{row['nodes_before']} -> {row['nodes_after']}" if row.get("nodes_after") else ""
     size = f"{row['size_bytes'] / 1e6:.1f}" if row.get("size_bytes") else ""
     diff = f"{row['max_abs_diff']:.2g}" if row.get("max_abs_diff") is not None else ""
@@ -34,6 +56,7 @@ def cells(row: Mapping[str, Any]) -> list[str]:
         size,
         diff,
         f"{seconds:.1f}" if seconds else "",
+        *(runtime_cell(row, name) for name in runtimes),
         error,
     ]
 
@@ -78,7 +101,8 @@ def family_cells(rows: Iterable[Mapping[str, Any]]) -> list[list[str]]:
 
 
 def summary_table(rows: Sequence[Mapping[str, Any]], title: str | None = None):
-    return table(title, COLUMNS, [cells(row) for row in rows])
+    runtimes = runtime_names(rows)
+    return table(title, columns(rows), [cells(row, runtimes) for row in rows])
 
 
 def family_table(rows: Sequence[Mapping[str, Any]], title: str | None = None):
@@ -94,15 +118,17 @@ def markdown(rows: Sequence[Mapping[str, Any]], title: str) -> str:
         return lines + ["| " + " | ".join(escape(c) for c in line) + " |" for line in body]
 
     lines = [f"# {title}", "", counts_line(rows), "", *markdown_table(FAMILY_COLUMNS, family_cells(rows)), ""]
-    lines += markdown_table(COLUMNS, [cells(row) for row in rows])
+    runtimes = runtime_names(rows)
+    lines += markdown_table(columns(rows), [cells(row, runtimes) for row in rows])
     return "\n".join(lines) + "\n"
 
 
 def html_page(rows: Sequence[Mapping[str, Any]], title: str) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
+    runtimes = runtime_names(rows)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns(rows))
     body = "\n".join(
         f'<tr class="{html.escape(row.get("status", ""))}">'
-        + "".join(f"<td>{html.escape(c)}</td>" for c in cells(row))
+        + "".join(f"<td>{html.escape(c)}</td>" for c in cells(row, runtimes))
         + "</tr>"
         for row in rows
     )

@@ -67,6 +67,7 @@ def report_fields(report: Any) -> dict[str, Any]:
         "verified": report.verified,
         "max_abs_diff": verification.max_abs if verification is not None else None,
         "min_cosine": verification.min_cosine if verification is not None else None,
+        "runtimes": verification.runtime_summary() if verification is not None else None,
         "seconds": {key: round(value, 3) for key, value in report.seconds.items()},
         "notes": list(report.notes),
     }

@@ -2,7 +2,8 @@
 
 Workers are forked from a multiprocessing fork server that has imported torch, onnx and the batch's model
 libraries once, so starting (or replacing) a worker costs a fork, not ~5-15 s of imports. A worker sets its
-limits once (`cores // jobs` torch threads, an RLIMIT_AS address-space cap, the command's ZOO_* settings),
+limits once (`cores // jobs` torch threads, an RLIMIT_AS address-space cap unless it converts for CUDA,
+the command's ZOO_* settings),
 loads the registry once, then serves tasks until the parent closes the pipe (zoo.converting.pool drives it,
 kills it on a timeout, a crash or too much memory, and recycles it). Each worker starts its own session (so
 a terminal's Ctrl-C reaches only the command, which then kills it) and dies with its parent on Linux.
@@ -40,6 +41,15 @@ CORE_MODULES = (
     "torch.export",
     "torch.onnx._internal.exporter._core",
     "onnxscript.function_libs.torch_lib.ops",
+    # What a warm worker's first export still imported (~1 s): once in the server instead of once per worker.
+    "torch.export._trace",
+    "torch._functorch.aot_autograd",
+    "torch._export.passes",
+    "torch._export.serde.serialize",
+    "torch.onnx._internal.exporter._compat",
+    "torch.onnx._internal.exporter._torchlib.ops",
+    "onnxscript.rewriter.rules.fusion",
+    "networkx",
 )
 GIB = 1 << 30
 
@@ -49,12 +59,13 @@ class Profile:
     """What a worker process is set up with once; a task with another profile gets another worker."""
 
     threads: int = 1
-    max_memory: int | None = None  # bytes of address space (RLIMIT_AS)
+    max_memory: int | None = None  # bytes: RLIMIT_AS, and the resident memory the parent watches
     environment: Mapping[str, str] = field(default_factory=dict)
+    resident_only: bool = False  # cap only resident memory: CUDA maps far more address space than it uses
 
     @classmethod
     def of(cls, task: ConvertTask) -> Profile:
-        return cls(task.threads, task.max_memory, dict(task.environment))
+        return cls(task.threads, task.max_memory, dict(task.environment), task.options.device == "cuda")
 
 
 def default_threads(jobs: int, cores: int | None = None) -> int:
@@ -102,17 +113,21 @@ def log_path(task: ConvertTask) -> Path:
     return output.parent.parent / "logs" / output.parent.name / f"{output.stem}.log"
 
 
-def serve(connection, profile: Profile, preload_modules: tuple[str, ...] = ()) -> None:
+def serve(connection, profile: Profile, preload_modules: tuple[str, ...] = (), lifeline=None) -> None:
     """The worker process: isolate, set limits, warm up, then convert each task received until EOF.
 
     Messages to the parent: ("ready", pid), then per task ("stage", text)... ("done", row, rss bytes).
+    `lifeline`: the read end of a pipe the parent never writes; at its EOF (the parent died, even by
+    SIGKILL) the worker kills itself, mid-model too.
     """
     _isolate()
+    if lifeline is not None:
+        threading.Thread(target=_die_with_parent, args=(lifeline,), name="zoo-convert lifeline", daemon=True).start()
     _redirect_output(Path(os.devnull))
     _process_local_tqdm_lock()
     _apply_environment(profile.environment)
     set_threads(profile.threads)
-    if profile.max_memory:
+    if profile.max_memory and not profile.resident_only:
         set_memory_cap(profile.max_memory)
     _warm(preload_modules)
     from zoo.converting.rows import convert_here
@@ -135,6 +150,21 @@ def serve(connection, profile: Profile, preload_modules: tuple[str, ...] = ()) -
         sys.stderr.flush()
         connection.send(("done", row, rss_bytes(os.getpid())))
     connection.close()
+
+
+def _die_with_parent(lifeline) -> None:
+    """Block until the parent's end of `lifeline` closes, then kill this worker and what it started.
+
+    PR_SET_PDEATHSIG cannot do this: a worker's parent is the fork server, which lives while any worker does.
+    """
+    try:
+        lifeline.recv()
+    except (EOFError, OSError):
+        pass
+    try:
+        os.killpg(os.getpid(), signal.SIGKILL)  # a session leader (_isolate): its group is this worker's
+    except OSError:
+        os._exit(1)
 
 
 def _warm(modules: tuple[str, ...]) -> None:
