@@ -6,12 +6,13 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+
+from zoo.rendering import table  # noqa: F401 - the CLI's commands import it from here
 
 _NUMBER = re.compile(r"-?[0-9][0-9,]*(\.[0-9]+)?[KMB%]?")  # 1,024  3.5  25.6M  12%
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -32,26 +33,6 @@ err_console = Console(stderr=True, highlight=False, emoji=False, width=_width(sy
 def print_json(data: Any) -> None:
     """Write `data` as JSON to stdout (plain, never wrapped or coloured)."""
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-
-
-def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
-    """A rich table with `columns`; numeric cells are right-aligned."""
-    rows = [["" if cell is None else str(cell) for cell in row] for row in rows]
-    result = Table(title=title, title_justify="left")
-    for index, column in enumerate(columns):
-        numeric = bool(rows) and all(_is_number(row[index]) for row in rows if row[index])
-        result.add_column(column, justify="right" if numeric else "left", overflow="fold")
-    for row in rows:
-        result.add_row(*row)
-    return result
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text.replace(",", "").rstrip("%"))
-    except ValueError:
-        return False
-    return True
 
 
 def print_columns(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
