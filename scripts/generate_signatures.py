@@ -39,6 +39,9 @@ VARIANTS = {
 }
 
 
+OTHER_CLASSES = 7  # no torchvision model has 7 classes by default
+
+
 def variant_name(qualified: str, kwargs: dict) -> str:
     """`torchvision:vit_b_16[image_size=384]`: an architecture built with other arguments (index key)."""
     shown = {k: v for k, v in kwargs.items() if k != "init_weights"}
@@ -99,7 +102,26 @@ def build(qualified: str, kwargs: dict | None = None):
 
 def record_for(qualified: str, kwargs: dict | None = None) -> dict:
     model, classifier = build(qualified, kwargs)
-    return signature_of(model, classifier)
+    head, classes = (
+        head_by_num_classes(qualified, kwargs, model) if qualified.startswith("torchvision:") else (None, None)
+    )
+    return signature_of(model, classifier, head, classes)
+
+
+def head_by_num_classes(qualified: str, kwargs: dict | None, model) -> tuple[list[str] | None, int | None]:
+    """torchvision names no classifier: its keys are those whose shapes change with `num_classes` (a second build
+    with 7 classes), so a detector's box predictor and a segmenter's auxiliary head count too; and the default
+    number of classes. (None, None) for builders without `num_classes`."""
+    try:
+        other, _ = build(qualified, {**(kwargs or {}), "num_classes": OTHER_CLASSES})
+    except Exception:  # noqa: BLE001 - a builder that takes no num_classes (optical flow)
+        return None, None
+    default = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    changed = {k: tuple(v.shape) for k, v in other.state_dict().items() if default.get(k) != tuple(v.shape)}
+    if not changed or set(changed) - set(default):
+        return None, None
+    classes = {default[k][0] for k, s in changed.items() if s and s[0] == OTHER_CLASSES}
+    return sorted(changed), (classes.pop() if len(classes) == 1 else None)
 
 
 def versions() -> dict[str, str]:

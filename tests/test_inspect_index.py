@@ -147,6 +147,10 @@ def near(generator, family_name: str, **kwargs) -> list[tuple[str, str, tuple]]:
         ("timm:efficientnet_b1", {"num_classes": 5}, "near miss", ("with a 5-class head",)),
         ("timm:vit_base_patch16_224", {"num_classes": 10}, "near miss", ("with a 10-class head",)),
         ("timm:convnext_tiny", {"num_classes": 0}, "headless", ("without its classifier (head.fc)",)),
+        # fine-tuned torchvision detectors and segmenters: the head is what changes with num_classes
+        ("torchvision:fasterrcnn_resnet50_fpn", {"num_classes": 2}, "near miss", ("with a 2-class head",)),
+        ("torchvision:deeplabv3_resnet50", {"num_classes": 3}, "near miss", ("with a 3-class head",)),
+        ("torchvision:googlenet", {"num_classes": 10, "init_weights": False}, "near miss", ("with a 10-class head",)),
     ],
 )
 def test_near_misses_are_named_as_such(generator, architecture, kwargs, verdict, differences):

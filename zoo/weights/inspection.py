@@ -138,7 +138,7 @@ def find_fitting_models(state_dict: dict, limit: int = 12) -> list[Fit]:
         backbone = backbone_of(state_dict)
         if backbone is not None:
             inner = _best(identify(shapes_of(backbone.state_dict)))
-            if inner:
+            if inner and (not candidates or inner[0].rank < candidates[0].rank):
                 candidates, via = inner, backbone.steps[0]
     stripped, removed = shapes, ""
     for _ in range(3):  # at most three nested wrappers

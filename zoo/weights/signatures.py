@@ -90,8 +90,9 @@ def body_hash(shapes: Shapes, head: Iterable[str], stem: str | None) -> str:
     return _digest(_shape_line(k, s, k == stem) for k, s in shapes.items() if k not in head)
 
 
-def record(shapes: Shapes, head: Iterable[str], stem: str | None) -> dict[str, Any]:
-    """One architecture's index record from its key -> shape map, classifier keys and first convolution."""
+def record(shapes: Shapes, head: Iterable[str], stem: str | None, classes: int | None = None) -> dict[str, Any]:
+    """One architecture's index record from its key -> shape map, classifier keys, first convolution and, when
+    known, its number of classes (what the head's outputs count; a detector's box regressor counts 4 per class)."""
     head = sorted(k for k in head if k in shapes)
     entry: dict[str, Any] = {
         "k": key_hash(shapes),
@@ -104,16 +105,23 @@ def record(shapes: Shapes, head: Iterable[str], stem: str | None) -> dict[str, A
         entry["h"] = {k: list(shapes[k]) for k in head}
     if stem is not None and stem in shapes and len(shapes[stem]) > 1:
         entry["c"] = [stem, shapes[stem][1]]
+    if classes is not None and head:
+        entry["nc"] = classes
     return entry
 
 
-def signature_of(model: Any, classifier: Iterable[str] | None = None) -> dict[str, Any]:
-    """The index record of a built model (on the meta device is enough): `classifier` names its head modules."""
+def signature_of(
+    model: Any, classifier: Iterable[str] | None = None, head: Iterable[str] | None = None, classes: int | None = None
+) -> dict[str, Any]:
+    """The index record of a built model (on the meta device is enough): `classifier` names its head modules,
+    or `head` its head keys; else the head is found by _head_keys."""
     import torch
 
     shapes = shapes_of(model.state_dict())
     modules = dict(model.named_modules())
-    if classifier is not None:
+    if head is not None:
+        head = list(head)
+    elif classifier is not None:
         head = [k for k in shapes for c in classifier if k.startswith(f"{c}.")]
     else:
         head = _head_keys(modules, shapes)
@@ -125,7 +133,7 @@ def signature_of(model: Any, classifier: Iterable[str] | None = None) -> dict[st
         ),
         None,
     )
-    return record(shapes, head, stem)
+    return record(shapes, head, stem, classes)
 
 
 def _head_keys(modules: dict, shapes: Shapes) -> list[str]:
@@ -218,7 +226,8 @@ def _differences(shapes: Shapes, entry: dict[str, Any]) -> tuple[str, ...]:
     result = []
     heads = {k: tuple(s) for k, s in entry.get("h", {}).items()}
     changed = [k for k, s in heads.items() if shapes.get(k) != s]
-    weights = [k for k in changed if len(heads[k]) > 1] or changed
+    weights = [k for k in changed if len(heads[k]) > 1 and heads[k][0] == entry.get("nc", heads[k][0])]
+    weights = weights or [k for k in changed if len(heads[k]) > 1] or changed
     classes = sorted({shapes[k][0] for k in weights if shapes.get(k)})
     if classes:
         result.append(f"with a {'/'.join(map(str, classes))}-class head")
