@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from zoo.exporting.report import OutputCheck
 
 MATCH_IOU = 0.5  # two detections are the same object when their boxes overlap this much
+MASK_AGREEMENT = 0.995  # instance masks: the fraction of pixels on the same side of 0.5
 
 
 @dataclass(frozen=True)
@@ -314,8 +315,9 @@ def compare_detections(got: dict, ref: dict, atol: float, rtol: float) -> list[O
     `matched` on each row: matched pairs over the larger of the two counts. Detections left unmatched are
     excused when they are few (at most 2% of the detections) and each scores no higher than the other side's
     lowest score (+ the tolerance): the other side cut it at its top-k, a tie within float noise. Boxes are
-    within atol + rtol x the largest coordinate (pixels). `labels`: max abs / max rel give the fraction of
-    matched pairs whose labels differ, top1 the fraction that agree.
+    and keypoints are within atol + rtol x the largest coordinate (pixels); masks agree on 99.5% of pixels
+    (thresholded at 0.5, as they are used) with cosine >= 0.99. `labels`: max abs / max rel give the fraction
+    of matched pairs whose labels differ, top1 the fraction that agree.
     """
     import numpy as np
 
@@ -339,8 +341,12 @@ def compare_detections(got: dict, ref: dict, atol: float, rtol: float) -> list[O
         else:
             g = np.asarray(got[name], np.float32)[gi] if len(pairs) else np.zeros((0,), np.float32)
             r = np.asarray(ref[name], np.float32)[ri] if len(pairs) else np.zeros((0,), np.float32)
-            scale = float(np.abs(np.asarray(ref[name], np.float32)).max()) if name == "boxes" and r.size else 0.0
+            pixels = name in ("boxes", "keypoints") and r.size  # coordinates: within rtol of the image's scale
+            scale = float(np.abs(np.asarray(ref[name], np.float32)).max()) if pixels else 0.0
             check = compare_values(name, g, r, atol + rtol * scale, rtol, agreement=False)
+            if name == "masks" and r.size:  # pasted into the image: a box moved by 1e-4 px flips edge pixels
+                check.top1 = float(((g > 0.5) == (r > 0.5)).mean())
+                check.passed = check.top1 >= MASK_AGREEMENT and check.cosine >= 0.99 and bool(np.isfinite(g).all())
             check.shape, check.matched = shape, matched
             check.passed = check.passed and not unmatched_fail
         if unmatched_fail:

@@ -131,6 +131,7 @@ def session(path: str, device: str, fp16: bool) -> tuple[Any, str, str]:
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()  # as many as torch: convert's workers share the cores
+    options.log_severity_level = 3  # errors only: its warnings (unused initializers) are not the user's business
     level = "extended" if fp16 else "all"
     if fp16:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
