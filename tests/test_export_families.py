@@ -287,6 +287,19 @@ def test_a_missing_detection_fails_unless_the_other_side_cut_it():
     assert not any(c.passed for c in tasks.compare_detections(nothing, ref, 1e-4, 1e-3))
 
 
+def test_boxes_of_no_area_match_when_they_coincide():
+    """A random-weight FCOS clips many boxes to lines on the border: IoU is 0/0 there, yet they are the same."""
+    ref = {
+        "boxes": np.array([[272, 85.5, 272, 96], [304, 8, 307, 8], [10, 10, 20, 20]], np.float32),
+        "scores": np.array([0.8, 0.7, 0.6], np.float32),
+        "labels": np.array([3, 3, 4]),
+    }
+    got = {k: v[::-1].copy() for k, v in ref.items()}
+    assert all(c.passed and c.matched == 1.0 for c in tasks.compare_detections(got, ref, 1e-4, 1e-3))
+    got["boxes"][0] = [304, 40, 307, 40]  # another line: a different box
+    assert not all(c.passed for c in tasks.compare_detections(got, ref, 1e-4, 1e-3))
+
+
 def test_instance_masks_compare_as_thresholded_pixels():
     ref = as_arrays(([(10, 10, 30, 30), (50, 50, 30, 30)], [0.9, 0.5], [1, 2]))
     rng = np.random.default_rng(0)
