@@ -7,7 +7,8 @@
    - `zoo convert ... --weights none --jobs 2`: two warm workers, export + onnxsim + onnxruntime
      verification at three batch sizes; the target is at most 0.6x the loop's wall time.
    From zoo's manifest: each model's worker time split into the exporter call and everything else (the
-   warm worker's per-model overhead), and whether a model was exported twice (a degenerate reference).
+   warm worker's per-model overhead, with zoo's own layer outside `zoo.export` shown apart), and whether
+   seeded weights replaced a degenerate random init.
 2. `--sweep`: `zoo convert --all --family torchvision -o DIR --weights none --jobs 2` (or only the models
    matching `--sweep-pattern`), models per minute and the per-family report.
 
@@ -77,7 +78,8 @@ def overheads(models: list[dict]) -> None:
         other = work - seconds["export"]
         stages = " ".join(f"{k}={v:.2f}" for k, v in seconds.items() if k not in ("export", "total"))
         stages += f" worker-outside-export()={work - seconds['total']:.2f}"
-        twice = "  (exported twice: degenerate reference)" if row.get("notes") else ""
+        seeded = any("seed" in note for note in row.get("notes") or [])
+        twice = "  (seeded weights: degenerate reference)" if seeded else ""
         print(
             f"{row['name']:<34} {work:9.2f} {seconds['export']:9.2f} {other:8.2f} "
             f"{100 * other / seconds['export']:7.0f}%  {stages}{twice}"
