@@ -113,15 +113,15 @@ LEGACY_FILES: dict[str, tuple[str, str, str]] = {
 # vgg16_features-amdegroot.pth (an SSD backbone, no weight set of a model, and no hash in its name).
 
 
-def catalogue_rows() -> list[dict]:
-    """One row per torchvision model (registry-file fields), its weight sets default first."""
+def catalogue_rows(names: list[str] | None = None) -> list[dict]:
+    """One row per torchvision model (registry-file fields), its weight sets default first (only `names`'s)."""
     import torchvision.models as tvm
 
     legacy: dict[tuple[str, str], list[str]] = {}
     for url, (model, member, _) in LEGACY_FILES.items():
         legacy.setdefault((model, member), []).append(url)
     rows = []
-    for name in tvm.list_models():
+    for name in names if names is not None else tvm.list_models():
         builder = tvm.get_model_builder(name)
         task, extra_tags = task_of(builder)
         model = build_on_meta(builder)

@@ -54,6 +54,21 @@ def generator():
     return load_generator()
 
 
+def test_a_sample_of_the_torchvision_index_is_what_the_installed_torchvision_generates():
+    """One model of each task family and a random few, generated again (all of them under slow)."""
+    from zoo_plugins.torchvision_catalogue import catalogue_rows
+
+    from zoo.registry.index import normalised_rows
+
+    shipped = {row["name"]: row for row in read_index(catalogue.shipped_index("torchvision"))["models"]}
+    names = [*SAMPLE_TORCHVISION, *random.Random(2).sample(sorted(shipped), 4)]
+    assert normalised_rows(catalogue_rows(names), "sample") == [shipped[name] for name in names]
+
+
+SAMPLE_TORCHVISION = ["resnet18", "quantized_resnet18", "ssd300_vgg16", "fcn_resnet50", "r3d_18", "raft_small"]
+
+
+@pytest.mark.slow
 def test_torchvision_index_is_what_the_installed_torchvision_generates(generator, tmp_path):
     expected = generator.index_text("torchvision", generator.family_rows("torchvision"), tmp_path / "tv.json")
     assert catalogue.shipped_index("torchvision").read_text() == expected, "run: python scripts/generate_registry.py"
