@@ -6,12 +6,16 @@ whole-process (fresh interpreters: the recipe script, `zoo adapt --no-verify`, `
 verification). Whole-process runs are interleaved round by round, so load from other work on a shared
 machine falls on every side alike; each figure is a median. They run with bytecode caching on (into a
 temporary PYTHONPYCACHEPREFIX), as an installed package runs, even where PYTHONDONTWRITEBYTECODE is set.
-Run: python -m benchmarks.adapt [--repeat N] [--process-repeat N]
+The crosswalk (scripts/crosswalk.py, every torchvision/timm pair both ways with the proof on): the
+recorded sweep time from docs/crosswalk.json, and `--crosswalk` times a sample of small pairs here.
+Run: python -m benchmarks.adapt [--repeat N] [--process-repeat N] [--crosswalk]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import statistics
 import subprocess
 import sys
@@ -65,10 +69,37 @@ def zoo_in_process(path: Path, verify: bool = False) -> None:
     zoo.adapt("ResNetBackbone", "resnet50", from_weights=path, verify=verify)
 
 
+ROOT = Path(__file__).resolve().parents[1]
+CROSSWALK_SAMPLE = [("resnet18", "resnet18"), ("mnasnet0_5", "mnasnet_050"), ("regnet_y_400mf", "regnety_004")]
+
+
+def crosswalk_figures(timed: bool) -> None:
+    """The recorded sweep's time and counts; with `timed`, a sample of pairs (both ways) timed here."""
+    table = json.loads((ROOT / "docs" / "crosswalk.json").read_text())
+    seconds = table["seconds"]
+    directions = 2 * len(table["pairs"])
+    print(
+        f"crosswalk     recorded sweep {seconds['total'] / 60:6.1f} min for {len(table['pairs'])} pairs "
+        f"({directions} transplants with the proof; {seconds['candidates']:.0f} s finding candidates)"
+    )
+    if not timed:
+        return
+    spec = importlib.util.spec_from_file_location("crosswalk", ROOT / "scripts" / "crosswalk.py")
+    crosswalk = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(crosswalk)
+    for tv_name, timm_name in CROSSWALK_SAMPLE:
+        start = time.perf_counter()
+        row = crosswalk.pair_row(tv_name, timm_name)
+        took = time.perf_counter() - start
+        verdicts = " / ".join(row[d]["verdict"] for d in ("torchvision->timm", "timm->torchvision"))
+        print(f"crosswalk     {tv_name} <-> {timm_name:14s} {took:6.2f} s both ways ({verdicts})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--process-repeat", type=int, default=5)
+    parser.add_argument("--crosswalk", action="store_true", help="also time a sample of crosswalk pairs")
     args = parser.parse_args()
     import torch
     import torchvision
@@ -118,6 +149,7 @@ def main() -> None:
         for name, values in times.items():
             value = statistics.median(values)
             print(f"whole-process {name:24s} {value:6.2f} s   ratio {value / base:.2f}   (n={len(values)})")
+    crosswalk_figures(args.crosswalk)
 
 
 if __name__ == "__main__":

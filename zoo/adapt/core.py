@@ -488,13 +488,13 @@ def _source_model(source: Source, seed: int = 0) -> tuple[nn.Module | None, str]
             state[key] = torch.zeros((), dtype=torch.long)
     note = ""
     try:
+        if not missing:
+            model.load_state_dict(with_metadata(state, model), strict=True, assign=True)
         if missing or any(b.is_meta for b in model.buffers()):  # a real build: what the file lacks, seeded
             with torch.random.fork_rng(devices=[]):
                 torch.default_generator.manual_seed(seed)
                 model = build_target(source.spec, {}).model
             model.load_state_dict(with_metadata(state, model), strict=False)
-        else:
-            model.load_state_dict(with_metadata(state, model), strict=True, assign=True)
     except RuntimeError as exc:
         return None, f"the checkpoint does not fit {source.spec} ({str(exc).splitlines()[-1].strip()})"
     if missing:
