@@ -174,6 +174,24 @@ def test_device_cuda_for_a_detector_without_cuda_is_a_clear_error(tmp_path):
     assert result.exit_code == 1 and "CUDA is not available" in result.stderr and "--device cpu" in result.stderr
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize(
+    ("spec", "task", "shape"),
+    [
+        (DETECTION, "detection", (1, 3, 320, 320)),
+        ("torchvision.models.segmentation:lraspp_mobilenet_v3_large", "segmentation", (1, 3, 64, 64)),
+        ("torchvision.models.video:r3d_18", "video", (1, 3, 4, 32, 32)),
+        ("torchvision.models.optical_flow:raft_small", "optical_flow", (1, 3, 128, 128)),
+    ],
+)
+def test_each_family_exports_from_cuda(spec, task, shape, tmp_path):
+    kwargs = NO_BACKBONE if task in ("detection", "segmentation") else None
+    out = tmp_path / "m.onnx"
+    report = export(spec, out, weights="none", task=task, input_shape=shape, device="cuda", kwargs=kwargs)
+    assert report.verified and report.verification.reference_device == "cuda"
+
+
 def test_unknown_task_is_a_one_line_error(tmp_path):
     result = runner.invoke(
         app, ["export", "torchvision.models:resnet18", "-o", str(tmp_path / "x.onnx"), "--task", "x"]
