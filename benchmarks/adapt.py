@@ -116,6 +116,9 @@ def main() -> None:
         print(f"in-process    recipe                   {recipe * 1000:7.1f} ms")
         print(f"in-process    zoo adapt --no-verify    {ours * 1000:7.1f} ms   ratio {ours / recipe:.2f}")
         print(f"in-process    zoo adapt (verify)       {checked * 1000:7.1f} ms   ratio {checked / recipe:.2f}")
+        if args.process_repeat == 0:  # in-process figures only
+            crosswalk_figures(args.crosswalk)
+            return
         script = Path(tmp) / "recipe.py"
         script.write_text(RECIPE)
         zoo_adapt = [

@@ -3,9 +3,10 @@
 BatchNorm in eval computes `(x - mean) / sqrt(var + eps)`. Feeding `var' = var + eps_source - eps_target`
 keeps `var' + eps_target` equal to the source's `var + eps_source`, so the target computes the same
 function and the saved state dict carries it (torchvision's mobilenet_v3 and efficientnet_v2 use 1e-3,
-timm 1e-5). Where that would make a variance negative (a larger target eps), and for LayerNorm and
-GroupNorm (no statistics to fold into), the target module takes the source's eps instead; the note says
-that the saved weights need a model built with it.
+timm 1e-5). Only a larger source eps is folded: a smaller one would subtract from small variances (a
+negative one is possible) and a deep net amplifies the rounding (efficientnet_v2_l differed by 2e-3).
+Then, and for LayerNorm and GroupNorm (no statistics to fold into), the target module takes the source's
+eps instead; the note says that the saved weights need a model built with it.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def compensate(target: nn.Module, source: nn.Module, plan: LoadPlan, tensors: di
         delta = s_mod.eps - t_mod.eps
         how = SET
         var_key = f"{t_name}.running_var" if t_name else "running_var"
-        if isinstance(t_mod, nn.modules.batchnorm._NormBase) and var_key in tensors:
+        if isinstance(t_mod, nn.modules.batchnorm._NormBase) and var_key in tensors and delta > 0:
             folded = tensors[var_key].double() + delta
             if bool((folded >= 0).all()):
                 tensors[var_key] = folded.to(tensors[var_key].dtype)
