@@ -34,10 +34,31 @@ SLOW = (
 BUILD_ARGS = {"googlenet": {"aux_logits": False}}
 
 
+# Where torchvision's figure cannot be reproduced from a random-weight forward pass, and why:
+NOT_COMPARABLE = {
+    "quantized": "zoo has no MAC formulas for quantized:: ops (it lists them as not counted)",
+    "optical_flow": "RAFT's published figure follows another convention (zoo counts about 2x)",
+    "two-stage detection": "an R-CNN's second stage runs on as many proposals as survive NMS: data-dependent",
+    "frozen BatchNorm": "trained, fcos_resnet50_fpn and retinanet_resnet50_fpn use FrozenBatchNorm2d, whose affine "
+    "tensors are buffers (torchvision's count is 53,120 lower than the random-weight build's)",
+}
+FROZEN_BATCHNORM = {"fcos_resnet50_fpn", "retinanet_resnet50_fpn"}
+# Ops that do no multiply-accumulates a table would count (box selection), allowed uncounted in detectors.
+SELECTION_OPS = {"torchvision::nms", "aten::_unique2", "torchvision::roi_align"}
+
+
+def _comparable(entry) -> bool:
+    if "quantized" in entry.tags or entry.task == "optical_flow":
+        return False
+    return not (entry.task == "detection" and "rcnn" in entry.name) and entry.name not in FROZEN_BATCHNORM
+
+
 def _weight_sets():
     catalogues.reset()
     seen = set()
     for entry in catalogues.models().select([], [], "torchvision", False):
+        if not _comparable(entry):
+            continue
         for weights in entry.weights:
             key = (entry.name, weights.input_size, weights.params, weights.gmacs)
             if weights.gmacs is None or weights.params is None or key in seen:
@@ -67,5 +88,8 @@ def test_macs_and_params_match_torchvision(name, tag):
     assert result.input_shape == (1, *weights.input_size)
     assert result.params.total == weights.params
     assert abs(result.gmacs - weights.gmacs) <= max(0.01 * weights.gmacs, 0.0005), (result.gmacs, weights.gmacs)
-    assert not result.count.uncounted
-    assert result.count.output_shape == (1, weights.num_classes)
+    if selection.entry.task == "classification":
+        assert not result.count.uncounted
+        assert result.count.output_shape == (1, weights.num_classes)
+    else:
+        assert set(result.count.uncounted) <= SELECTION_OPS

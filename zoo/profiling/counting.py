@@ -285,6 +285,7 @@ def count_macs(model: Any, inputs: Any, *, formulas: Formulas | None = None, met
     formulas = formulas or all_formulas()
     device = _device_of(model)
     if meta or device.type == "meta":
+        saved = _tensor_attributes(model)
         try:
             return _count(model, _inputs(inputs, torch.device("meta")), formulas, torch.device("meta"))
         except (NotImplementedError, RuntimeError, TypeError) as exc:
@@ -293,7 +294,25 @@ def count_macs(model: Any, inputs: Any, *, formulas: Formulas | None = None, met
                     f"cannot count on the meta device ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
                     "build the model with real weights"
                 ) from exc
+            for module, key, value in saved:  # a forward may cache meta tensors (a detector's anchors)
+                setattr(module, key, value)
     return _count(model, _inputs(inputs, device), formulas, device)
+
+
+def _tensor_attributes(model: Any) -> list[tuple[Any, str, Any]]:
+    """Each submodule's plain tensor attributes (not parameters or buffers), and lists of them, as they are now."""
+    import torch
+
+    saved = []
+    for module in model.modules():
+        for key, value in vars(module).items():
+            if key.startswith("_"):
+                continue
+            if isinstance(value, torch.Tensor) or (
+                isinstance(value, list | tuple) and value and all(isinstance(v, torch.Tensor) for v in value)
+            ):
+                saved.append((module, key, value))
+    return saved
 
 
 def _device_of(model: Any):
