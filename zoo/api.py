@@ -106,16 +106,10 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Modul
     built at 384, `timm:vit_base_patch16_224.augreg_in21k` with its 21,843-class head), then `kwargs`,
     each overriding the one before.
     """
+    from zoo.targets import build_entry
+
     selection = resolve(name)
-    entry = selection.entry
-    build = catalogues.builders().get(entry.family)
-    if build is None:
-        raise UnknownModelError(
-            f"no plugin provides a builder for family {entry.family!r} (needed by {entry.qualified_name}); "
-            "install the plugin for it (`zoo plugins` lists what is loaded)"
-        )
-    weights_kwargs = selection.weights.builder_kwargs if selection.weights is not None else {}
-    model = build(entry, **{**weights_kwargs, **kwargs})
+    model = build_entry(selection, kwargs)
     if pretrained:
         from zoo.weights.loading import load_pretrained
 
