@@ -24,10 +24,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from benchmarks.timing import user_env
+from benchmarks.timing import user_env, wall_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVER = """
@@ -54,12 +53,6 @@ def make_file(directory: Path, megabytes: int) -> tuple[Path, str]:
             digest.update(chunk)
             out.write(chunk)
     return path, digest.hexdigest()
-
-
-def timed(function) -> float:
-    start = time.perf_counter()
-    function()
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -134,7 +127,7 @@ def bench_file(url: str, sha: str, size_mb: float, out: Path, repeat: int, curl:
     names = list(runs)
     for round_ in range(-1, repeat):  # round -1 warms up and is not counted
         for name in names[round_ % len(names) :] + names[: round_ % len(names)]:  # rotated each round
-            seconds = timed(runs[name])
+            seconds = wall_seconds(runs[name])
             clean()
             if round_ >= 0:
                 times[name].append(seconds)

@@ -21,8 +21,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from benchmarks.timing import wall_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVER = """
@@ -36,12 +37,6 @@ while True:
     time.sleep(3600)
 """
 REPO, FILE = "timm/bench", "model.safetensors"
-
-
-def timed(function) -> float:
-    start = time.perf_counter()
-    function()
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -106,7 +101,7 @@ def run(base: str, args) -> None:
                 fresh()
                 if setup is not None:
                     setup()
-                elapsed = timed(function)
+                elapsed = wall_seconds(function)
                 if round_:
                     times[name].append(elapsed)
         medians = {name: statistics.median(values) for name, values in times.items()}

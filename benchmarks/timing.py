@@ -8,14 +8,16 @@ import time
 from collections.abc import Callable
 
 
+def wall_seconds(function: Callable[[], object]) -> float:
+    """Wall time of one call of `function`."""
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
 def median_seconds(function: Callable[[], object], runs: int) -> float:
     """Median wall time of `runs` calls of `function`."""
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(wall_seconds(function) for _ in range(runs))
 
 
 def user_env() -> dict[str, str]:
