@@ -6,11 +6,11 @@ function); the slow run recomputes the whole sweep, candidates included.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from repo_scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 DIRECTIONS = ("torchvision->timm", "timm->torchvision")
@@ -23,16 +23,9 @@ SAMPLE = [  # small models, each a different way a pair can go
 ]
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("crosswalk", ROOT / "scripts" / "crosswalk.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def crosswalk():
-    return load_script()
+    return load_script("crosswalk")
 
 
 @pytest.fixture(scope="module")

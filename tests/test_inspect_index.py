@@ -5,34 +5,25 @@ named as such. Regenerate it with scripts/generate_signatures.py."""
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import random
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from repo_scripts import load_script
 
 from zoo.weights import signatures
 from zoo.weights.inspection import find_fitting_models
 from zoo.weights.unwrap import unwrap
 
-ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = 12  # architectures checked in the default run, besides the first of each library (slow: all)
-
-
-def load_generator():
-    spec = importlib.util.spec_from_file_location("generate_signatures", ROOT / "scripts" / "generate_signatures.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def generator():
-    return load_generator()
+    return load_script("generate_signatures")
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,12 @@ Counts come from the libraries themselves (nothing hard-coded). Regenerate with 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 from pathlib import Path
 
 import pytest
+from repo_scripts import load_script
 from zoo_plugins import catalogue
 
 import zoo
@@ -19,13 +19,6 @@ from zoo.registry.index import installed_version, read_index
 from zoo.registry.records import TASKS, hash_prefix_from_file_name
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_generator():
-    spec = importlib.util.spec_from_file_location("generate_registry", ROOT / "scripts" / "generate_registry.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def entries(family: str) -> list:
@@ -51,7 +44,7 @@ def test_cheap_installed_version_agrees_with_importlib_metadata():
 
 @pytest.fixture(scope="module")
 def generator():
-    return load_generator()
+    return load_script("generate_registry")
 
 
 def test_a_sample_of_the_torchvision_index_is_what_the_installed_torchvision_generates():
