@@ -37,6 +37,19 @@ class TinyCNN(nn.Module):
         return self.head(x.mean((2, 3)))
 
 
+class Exploding(nn.Module):
+    """A random init that grows activations layer after layer, as torchvision's inception_v3 does (~1e12)."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.Sequential(*(nn.Linear(32, 32) for _ in range(8)))
+        for layer in self.layers:
+            nn.init.normal_(layer.weight, std=3.0)
+
+    def forward(self, x):
+        return self.layers(x)
+
+
 class Backbone(nn.Module):
     """Several named outputs, as a detection backbone from `zoo adapt` gives."""
 
@@ -184,6 +197,33 @@ def test_mobilenet_v3_small_random_init_gets_seeded_weights_before_its_one_expor
         expected = model(x).numpy()
     assert float(np.ptp(expected)) > 1e-2
     np.testing.assert_allclose(run_onnx(out, x.numpy())[0], expected, atol=1e-4, rtol=1e-3)
+
+
+def test_random_weights_whose_outputs_explode_get_seeded_weights(tiny, tmp_path):
+    """Outputs of ~1e11 carry float32 rounding errors of ~1e4: no tolerance means anything, so with
+    --weights none zoo seeds sane weights first (inception_v3 failed verification this way)."""
+    torch.manual_seed(0)
+    out = tmp_path / "x.onnx"
+    report = export(f"{tiny}:Exploding", out, weights="none", input_shape=(1, 32)).to_dict()
+    assert report["verification"]["seeded_weights"] == 0
+    assert any("random weights gave outputs of" in note for note in report["notes"]), report["notes"]
+    assert not any("float32 rounding dominates" in note for note in report["notes"])
+    (got,) = run_onnx(out, np.ones((1, 32), np.float32))
+    assert np.abs(got).max() < 1e3  # the file holds the seeded weights, not the exploding ones
+
+
+def test_exploding_real_weights_are_kept_and_said(tiny, tmp_path):
+    from zoo.registry.references import import_reference
+
+    torch.manual_seed(0)
+    weights = tmp_path / "exploding.pth"
+    torch.save(import_reference(f"{tiny}:Exploding")().state_dict(), weights)
+    try:
+        report = export(f"{tiny}:Exploding", tmp_path / "x.onnx", weights=str(weights), input_shape=(1, 32))
+        notes = report.notes
+    except VerificationError as error:  # rounding at 1e11 may or may not stay within the tolerance
+        notes = error.report.notes
+    assert any("float32 rounding dominates" in note for note in notes), notes
 
 
 def test_degenerate_real_weights_are_kept_and_said(tiny, tmp_path):

@@ -40,6 +40,7 @@ class Family:
     batch: bool  # the exported graph can have a dynamic batch
     hw_axes: tuple[int, int]  # height and width in one input's dims
     image_range: tuple[float, float] | None  # inputs drawn uniformly from this range; None: standard normal
+    fp32_atol: float | None = None  # the default absolute tolerance in float32, when not zoo.exporting's
 
 
 FAMILIES = {
@@ -47,7 +48,9 @@ FAMILIES = {
     "segmentation": Family("segmentation", 4, (1, 3, 224, 224), ("input",), True, (2, 3), None),
     "detection": Family("detection", 4, (1, 3, 320, 320), ("image",), False, (1, 2), (0.0, 1.0)),
     "video": Family("video", 5, (1, 3, 16, 112, 112), ("input",), True, (3, 4), None),
-    "optical_flow": Family("optical_flow", 4, (1, 3, 128, 128), ("image1", "image2"), True, (2, 3), (-1.0, 1.0)),
+    # Flows are in pixels, refined 12 times by lookups in a correlation volume: onnxruntime and PyTorch differ
+    # by ~3e-4 px at 520x960 (raft_small); a thousandth of a pixel still fails any real disagreement.
+    "optical_flow": Family("optical_flow", 4, (1, 3, 128, 128), ("image1", "image2"), True, (2, 3), (-1.0, 1.0), 1e-3),
 }
 assert set(FAMILIES) == set(TASKS)
 

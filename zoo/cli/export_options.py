@@ -30,7 +30,9 @@ Fp16Option = Annotated[bool, typer.Option("--fp16", help="Half-precision weights
 VerifyOption = Annotated[
     bool, typer.Option("--verify/--no-verify", help="Compare with PyTorch in onnxruntime at batch 1, 2, 3.")
 ]
-AtolOption = Annotated[float | None, typer.Option(help="Absolute tolerance (default 1e-4; fp16 5e-2).")]
+AtolOption = Annotated[
+    float | None, typer.Option(help="Absolute tolerance (default 1e-4; optical flow 1e-3 px; fp16, int8 5e-2).")
+]
 RtolOption = Annotated[float | None, typer.Option(help="Relative tolerance (default 1e-3; fp16 5e-2).")]
 ExternalDataOption = Annotated[str, typer.Option(help="Weights in OUT.onnx.data: auto (over 1.8 GB), always, never.")]
 ArgOption = Annotated[list[str] | None, typer.Option("--arg", help="Builder argument key=value (repeatable).")]

@@ -176,8 +176,13 @@ def _warm(modules: tuple[str, ...]) -> None:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 - the model that needs it reports the failure
             pass
+    from zoo.exporting import torchlib_cache
     from zoo.registry import catalogues
 
+    try:
+        torchlib_cache.warm()  # once per worker, not once per dynamo export
+    except Exception:  # noqa: BLE001 - each export then builds its own registry, as torch does
+        pass
     try:
         catalogues.models()
     except Exception:  # noqa: BLE001 - a broken registry fails each model with its message

@@ -17,7 +17,7 @@ from zoo.exporting.metadata import metadata_for, set_metadata
 from zoo.exporting.report import ExportReport, RuntimeCheck, ShapeCheck, Verification
 from zoo.exporting.simplify import simplify as run_simplify
 from zoo.exporting.writing import Staged, stage
-from zoo.numerics import is_degenerate
+from zoo.numerics import explodes, is_degenerate
 
 if TYPE_CHECKING:
     import onnx
@@ -112,18 +112,23 @@ def export(
     step("running PyTorch for reference outputs")
     references, names = _reference(module, inputs or [tuple(x.cpu() for x in example)], device)
     degenerate = verify and is_degenerate(a for outputs in references for a in outputs)
+    exploded = explodes(a for outputs in references for a in outputs) if verify else None
     seeded = None
-    if degenerate and random and not quantized:
+    if (degenerate or exploded) and random and not quantized:
         verifying.seed_weights(net, SEED)
         seeded = SEED
         references, names = _reference(module, inputs, device)
+        what = "empty, near-zero or constant outputs" if degenerate else f"outputs of {exploded:.2g}"
         degenerate = is_degenerate(a for outputs in references for a in outputs)
+        exploded = explodes(a for outputs in references for a in outputs)
         notes.append(
-            f"random weights gave empty, near-zero or constant outputs: exported with seeded weights (seed {SEED}) "
+            f"random weights gave {what}: exported with seeded weights (seed {SEED}) "
             "so that verification compares something"
         )
     if degenerate:
         notes.append("PyTorch's outputs are empty, near zero or constant with these weights: agreement proves little")
+    if exploded:
+        notes.append(f"PyTorch's outputs reach {exploded:.2g} with these weights: float32 rounding dominates them")
     seconds["reference"] = time.perf_counter() - tick
 
     axes, output_axes = tasks.axes(task, dynamic_batch, dynamic_hw)
@@ -176,6 +181,8 @@ def export(
             tick = time.perf_counter()
             precision = "fp16" if fp16 else ("quantized" if quantized else "fp32")
             default_atol, default_rtol = verifying.DEFAULT_TOLERANCES[precision]
+            if precision == "fp32" and family.fp32_atol is not None:
+                default_atol = family.fp32_atol
             tolerances = (default_atol if atol is None else atol, default_rtol if rtol is None else rtol)
             checked = (task, inputs, references, names, tolerances)
             where = (device, fp16, output, external_data)

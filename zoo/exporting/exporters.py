@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.exporting.errors import ExportError
+from zoo.exporting.torchlib_cache import reused_registry
 
 if TYPE_CHECKING:
     import onnx
@@ -137,7 +138,7 @@ def _dynamo(model, spec: ExportSpec) -> tuple[onnx.ModelProto, str, float]:
         return dims.setdefault(name, torch.export.Dim(name, min=1))
 
     shapes = tuple({axis: dim(name) for axis, name in axes.items()} or None for axes in spec.input_axes)
-    with _quiet(), torch.no_grad():
+    with _quiet(), torch.no_grad(), reused_registry():
         program = torch.onnx.export(
             model,
             spec.example,
