@@ -273,6 +273,17 @@ def test_out_of_memory_is_recognised_through_the_exception_chain():
     assert not is_out_of_memory(RuntimeError("shape mismatch"))
 
 
+def test_protobuf_failing_to_serialize_is_out_of_memory_only_under_an_address_space_cap():
+    from google.protobuf.message import EncodeError
+
+    from zoo.converting.rows import is_out_of_memory
+
+    refused = EncodeError("Failed to serialize proto")
+    assert is_out_of_memory(refused, capped=True)
+    assert not is_out_of_memory(refused)  # without a cap it is not memory: the row keeps protobuf's message
+    assert not is_out_of_memory(EncodeError("Message is missing required fields"), capped=True)
+
+
 def test_cli_recycling_options_are_checked_and_their_help_names_the_defaults(tmp_path):
     from zoo.converting.pool import RECYCLE_AFTER, RECYCLE_RSS
 

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from zoo import tasks
 from zoo.cli.app import app
 from zoo.errors import UserInputError
-from zoo.exporting import export
+from zoo.exporting import ExportError, export
 from zoo.exporting.verify import seed_weights
 
 DETECTION = "torchvision.models.detection:ssdlite320_mobilenet_v3_large"
@@ -366,6 +366,10 @@ def test_every_torchvision_model_of_each_family_exports_and_verifies(task, name,
         seed_weights(model, 0)
         quantize_model(model, "fbgemm")
         size = 299 if "inception" in name else 224
+        if "shufflenet" in name:  # the exporters' limits, reported with both messages (README)
+            with pytest.raises(ExportError, match=r"operator quantized onnx::Slice is not supported.*__obj_flatten__"):
+                export(model, tmp_path / f"{name}.onnx", input_shape=(1, 3, size, size))
+            return
         report = export(model, tmp_path / f"{name}.onnx", input_shape=(1, 3, size, size))
         assert report.verified and report.quantized, report.to_dict()
         return
@@ -376,3 +380,64 @@ def test_every_torchvision_model_of_each_family_exports_and_verifies(task, name,
     seed_weights(model, 0)
     report = export(model, tmp_path / f"{name}.onnx", task=task, input_shape=shape)
     assert report.verified, report.to_dict()
+
+
+def keypoint_detections(count: int = 100, keypoints: int = 17) -> dict:
+    rng = np.random.default_rng(3)
+    corners = rng.uniform(0, 500, (count, 2))
+    boxes = np.concatenate([corners, corners + 60], axis=1).astype(np.float32)
+    points = np.concatenate(
+        [corners[:, None] + rng.uniform(0, 60, (count, keypoints, 2)), np.ones((count, keypoints, 1))], axis=2
+    ).astype(np.float32)
+    return {
+        "boxes": boxes,
+        "labels": np.ones(count, np.int64),
+        "scores": np.linspace(0.99, 0.5, count).astype(np.float32),
+        "keypoints": points,
+        "keypoints_scores": rng.uniform(2, 30, (count, keypoints)).astype(np.float32),
+    }
+
+
+def test_a_few_keypoints_on_a_near_equal_heatmap_maximum_are_excused_and_said():
+    """Keypoint R-CNN's argmax over a flat (random-weight) heatmap: float noise picks another maximum of the
+    same score, pixels away. Measured on keypointrcnn_resnet50_fpn: 11 and 12 of 1,700 keypoints."""
+    ref = keypoint_detections()
+    got = {k: v.copy() for k, v in ref.items()}
+    got["keypoints"][[3, 40, 77], [0, 5, 16], :2] += 17.0
+    got["keypoints_scores"][[3, 40, 77], [0, 5, 16]] *= 1.004
+    checks = {c.name: c for c in tasks.compare_detections(got, ref, 1e-4, 1e-3)}
+    assert all(c.passed for c in checks.values()), checks
+    assert checks["keypoints"].note == "3 of 1700 keypoints on a near-equal heatmap maximum"
+
+
+def test_keypoints_that_really_differ_still_fail():
+    ref = keypoint_detections()
+    rescored = {k: v.copy() for k, v in ref.items()}  # moved, and its score is not near the other's
+    rescored["keypoints"][3, 0, :2] += 17.0
+    rescored["keypoints_scores"][3, 0] *= 1.05
+    many = {k: v.copy() for k, v in ref.items()}  # near-equal scores, but far more than a few ties
+    many["keypoints"][:, 0, :2] += 17.0
+    many["keypoints_scores"][:, 0] *= 1.004
+    shifted = {k: v.copy() for k, v in ref.items()}  # every keypoint 3 px off, scores equal: an offset bug
+    shifted["keypoints"][..., :2] += 3.0
+    mixed = {k: v.copy() for k, v in ref.items()}  # one tie, and another keypoint off with its score
+    mixed["keypoints"][3, 0, :2] += 17.0
+    mixed["keypoints_scores"][3, 0] *= 1.004
+    mixed["keypoints"][50, 2, :2] += 2.0
+    mixed["keypoints_scores"][50, 2] *= 1.05
+    for got in (rescored, many, shifted, mixed):
+        checks = {c.name: c for c in tasks.compare_detections(got, ref, 1e-4, 1e-3)}
+        assert not checks["keypoints"].passed, checks["keypoints"]
+
+
+def test_quantized_outputs_get_one_int8_step_of_their_own_scale():
+    from zoo.numerics import grid_step
+
+    scale, zero = 0.5185747, 3
+    levels = np.arange(-60, 90)
+    ref = ((levels - zero) * scale).astype(np.float32).reshape(5, 30)
+    assert grid_step([ref]) == pytest.approx(scale, rel=1e-5)
+    assert grid_step([ref, ref[:1, :10]]) is None  # ten values are too few to show the grid
+    floats = np.random.default_rng(0).uniform(-3, 3, 200).astype(np.float32)
+    assert grid_step([floats]) is None  # float outputs lie on no grid
+    assert grid_step([np.array([0.0, 10.0] * 20, np.float32)]) is None  # two far-apart values: no step shown

@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 DEGENERATE_SPREAD = 1e-6  # relative to max(1, max |x|)
-EXPLODED = 1e6  # no trained vision model's logits, boxes (pixels) or flows come near this
+EXPLODED = 1e3  # trained logits and flows (pixels) stay below it; at this scale float32 rounding nears 1e-4
 
 
 def is_degenerate(outputs: Iterable[np.ndarray]) -> bool:
@@ -37,10 +37,11 @@ def is_degenerate(outputs: Iterable[np.ndarray]) -> bool:
 
 
 def explodes(outputs: Iterable[np.ndarray]) -> float | None:
-    """The largest magnitude when a floating-point output is non-finite or beyond 1e6, else None.
+    """The largest magnitude when a floating-point output is non-finite or beyond 1e3, else None.
 
-    A random init whose activations grow layer after layer (torchvision's inception_v3: logits of ~2.6e12)
-    leaves float32 rounding errors of ~1e5 in the outputs: no tolerance on them is meaningful.
+    A random init whose activations grow layer after layer (torchvision's inception_v3: logits of ~2.6e12;
+    fcn_resnet101: ~7e4) leaves float32 rounding errors beyond any absolute tolerance on near-zero values.
+    Not for coordinates (a detector's boxes are pixels).
     """
     import numpy as np
 
@@ -54,3 +55,22 @@ def explodes(outputs: Iterable[np.ndarray]) -> float | None:
         if largest > EXPLODED:
             return largest
     return None
+
+
+def grid_step(outputs: Iterable[np.ndarray], least: int = 16) -> float | None:
+    """The step of the grid that dequantized outputs lie on (zero point + k x scale: one int8 step), or None
+    when some output has fewer than `least` distinct values or its values lie on no common grid."""
+    import numpy as np
+
+    steps = []
+    for output in outputs:
+        values = np.unique(np.asarray(output, np.float64))
+        values = values[np.isfinite(values)]
+        if values.size < least:
+            return None
+        gaps = np.diff(values)
+        step = float(gaps.min())
+        if step <= 0 or not np.allclose(gaps / step, np.round(gaps / step), rtol=0, atol=1e-3):
+            return None
+        steps.append(step)
+    return max(steps) if steps else None

@@ -42,13 +42,20 @@ def first_line(exc: BaseException) -> str:
     return (text.splitlines()[0] if text else type(exc).__name__)[:ERROR_LENGTH]
 
 
-def is_out_of_memory(exc: BaseException) -> bool:
-    """A MemoryError, or torch's allocator refusing (a RuntimeError), here or in what caused `exc`."""
+def is_out_of_memory(exc: BaseException, capped: bool = False) -> bool:
+    """A MemoryError, or torch's allocator refusing (a RuntimeError), here or in what caused `exc`; with an
+    address-space cap (`capped`), also protobuf failing to serialize a model (its allocation refused: vit_l_16,
+    1.2 GB, failed so under a 10.6 GiB cap and exports alone)."""
     chain: list[BaseException] = []
     while exc is not None and exc not in chain and len(chain) < 10:
         chain.append(exc)
         exc = exc.__cause__ or exc.__context__
-    return any(isinstance(e, MemoryError) or "can't allocate memory" in str(e) for e in chain)
+    return any(
+        isinstance(e, MemoryError)
+        or "can't allocate memory" in str(e)
+        or (capped and type(e).__name__ == "EncodeError" and "serialize" in str(e))
+        for e in chain
+    )
 
 
 def report_fields(report: Any) -> dict[str, Any]:
@@ -89,7 +96,7 @@ def convert_here(task: ConvertTask, on_stage=None) -> dict[str, Any]:
             report_fields(exc.report), status="verify-failed", error_class=type(exc).__name__, error=first_line(exc)
         )
     except Exception as exc:  # noqa: BLE001 - any failure of one model is recorded, the batch goes on
-        if is_out_of_memory(exc):
+        if is_out_of_memory(exc, capped=bool(task.max_memory) and task.options.device != "cuda"):
             cap = f"{task.max_memory / (1 << 30):.1f} GiB" if task.max_memory else "the machine's memory"
             message = f"out of memory under the worker's cap of {cap} (--max-memory): {first_line(exc)}"
             row.update(status="memory", error_class=type(exc).__name__, error=message[:ERROR_LENGTH])

@@ -17,13 +17,17 @@ from zoo.exporting.metadata import metadata_for, set_metadata
 from zoo.exporting.report import ExportReport, RuntimeCheck, ShapeCheck, Verification
 from zoo.exporting.simplify import simplify as run_simplify
 from zoo.exporting.writing import Staged, stage
-from zoo.numerics import explodes, is_degenerate
+from zoo.numerics import explodes, grid_step, is_degenerate
 
 if TYPE_CHECKING:
     import onnx
     from torch import nn
 
 SEED = 0
+# fbgemm and onnxruntime round differently, and the differences add up layer after layer: measured, outputs
+# apart by up to 2 int8 steps of the output scale (quantized_resnet18: 2 of 3,000 logits; quantized_resnet50
+# 1.05 steps). Three steps fail.
+QUANTIZED_STEPS = 2.5
 DEVICES = ("cpu", "cuda")
 
 
@@ -112,7 +116,7 @@ def export(
     step("running PyTorch for reference outputs")
     references, names = _reference(module, inputs or [tuple(x.cpu() for x in example)], device)
     degenerate = verify and is_degenerate(a for outputs in references for a in outputs)
-    exploded = explodes(a for outputs in references for a in outputs) if verify else None
+    exploded = explodes(a for outputs in references for a in outputs) if verify and task != "detection" else None
     seeded = None
     if (degenerate or exploded) and random and not quantized:
         verifying.seed_weights(net, SEED)
@@ -120,7 +124,7 @@ def export(
         references, names = _reference(module, inputs, device)
         what = "empty, near-zero or constant outputs" if degenerate else f"outputs of {exploded:.2g}"
         degenerate = is_degenerate(a for outputs in references for a in outputs)
-        exploded = explodes(a for outputs in references for a in outputs)
+        exploded = explodes(a for outputs in references for a in outputs) if task != "detection" else None
         notes.append(
             f"random weights gave {what}: exported with seeded weights (seed {SEED}) "
             "so that verification compares something"
@@ -128,7 +132,10 @@ def export(
     if degenerate:
         notes.append("PyTorch's outputs are empty, near zero or constant with these weights: agreement proves little")
     if exploded:
-        notes.append(f"PyTorch's outputs reach {exploded:.2g} with these weights: float32 rounding dominates them")
+        notes.append(
+            f"PyTorch's outputs reach {exploded:.2g} with these weights: at that scale float32 rounding alone "
+            "nears the absolute tolerance"
+        )
     seconds["reference"] = time.perf_counter() - tick
 
     axes, output_axes = tasks.axes(task, dynamic_batch, dynamic_hw)
@@ -183,6 +190,9 @@ def export(
             default_atol, default_rtol = verifying.DEFAULT_TOLERANCES[precision]
             if precision == "fp32" and family.fp32_atol is not None:
                 default_atol = family.fp32_atol
+            int8_step = grid_step(a for outputs in references for a in outputs) if quantized else None
+            if int8_step is not None:  # fbgemm and onnxruntime may round an output one int8 step apart
+                default_atol = max(default_atol, QUANTIZED_STEPS * int8_step)
             tolerances = (default_atol if atol is None else atol, default_rtol if rtol is None else rtol)
             checked = (task, inputs, references, names, tolerances)
             where = (device, fp16, output, external_data)

@@ -31,6 +31,7 @@ EXPORTERS = ("auto", "dynamo", "torchscript")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _DYNAMO_OP = re.compile(r"No ONNX function found for <OpOverload\(op='([^']+)'")
 _TS_OP = re.compile(r"(?:Exporting the operator|Couldn't export operator) '?([\w:.]+)'?")
+_TS_QUANTIZED_OP = re.compile(r"missing support for quantized `([\w:.]+)`")  # quantized_shufflenet_v2's Slice
 
 
 @dataclass
@@ -89,6 +90,9 @@ def summarise(exc: BaseException) -> str:
     match = re.search(r"<class '([^']+)'>: ([^\n]+)", text)
     if match:
         return f"{match.group(1).rsplit('.', 1)[-1]}: {match.group(2).strip()}"
+    missing = _TS_QUANTIZED_OP.search(text)
+    if missing:
+        return f"{type(exc).__name__}: no quantized {missing.group(1)} (it expected a quantized tensor)"
     if isinstance(exc, ModuleNotFoundError):
         return f"{exc} (pip install onnxscript to use the dynamo exporter)"
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
@@ -98,7 +102,8 @@ def summarise(exc: BaseException) -> str:
 def unsupported_ops(exc: BaseException) -> list[str]:
     """Operator names an exporter's error says it cannot translate."""
     text = _ANSI.sub("", str(exc))
-    return sorted(set(_DYNAMO_OP.findall(text)) | {op.strip("'") for op in _TS_OP.findall(text)})
+    quantized = {f"quantized {op}" for op in _TS_QUANTIZED_OP.findall(text)}
+    return sorted(set(_DYNAMO_OP.findall(text)) | {op.strip("'") for op in _TS_OP.findall(text)} | quantized)
 
 
 def _export_error(spec: ExportSpec, failures: dict[str, BaseException]) -> ExportError:

@@ -66,17 +66,21 @@ def simplify(proto: onnx.ModelProto, check: bool = False) -> Simplified:
 @contextlib.contextmanager
 def _quiet_stdout() -> Iterator[None]:
     """onnxsim's C++ core prints a line per op it cannot fold ("WARNING: failed to run ...") on file
-    descriptor 1: send it to /dev/null for the call, so the CLI's output stays the report."""
+    descriptors 1 and 2 (0.8.1 on stderr): send both to /dev/null for the call, so the CLI's output stays the
+    report; its failures still come back as exceptions."""
     try:
         sys.stdout.flush()
-        saved = os.dup(1)
+        sys.stderr.flush()
+        saved = [os.dup(1), os.dup(2)]
     except (OSError, ValueError):
         yield
         return
     try:
         with open(os.devnull, "wb") as null:
             os.dup2(null.fileno(), 1)
+            os.dup2(null.fileno(), 2)
         yield
     finally:
-        os.dup2(saved, 1)
-        os.close(saved)
+        for fd, copy in zip((1, 2), saved, strict=True):
+            os.dup2(copy, fd)
+            os.close(copy)
