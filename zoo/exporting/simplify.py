@@ -42,6 +42,16 @@ def count_nodes(proto: onnx.ModelProto) -> int:
     return total
 
 
+def over_protobuf_limit(proto: onnx.ModelProto) -> bool:
+    """True when `proto` cannot be serialized as one message (2 GB): upb refuses even to size it then."""
+    from google.protobuf.message import EncodeError
+
+    try:
+        return proto.ByteSize() > _PROTOBUF_LIMIT
+    except EncodeError:
+        return True
+
+
 def simplify(proto: onnx.ModelProto, check: bool = False) -> Simplified:
     """onnxsim.simplify `proto`; `check` asks onnxsim to compare outputs itself (used without --verify)."""
     start = time.perf_counter()
@@ -50,7 +60,7 @@ def simplify(proto: onnx.ModelProto, check: bool = False) -> Simplified:
         import onnxsim
     except ImportError:
         return Simplified(None, before, before, "onnxsim is not installed (pip install onnxsim)", 0.0)
-    if proto.ByteSize() > _PROTOBUF_LIMIT:
+    if over_protobuf_limit(proto):
         return Simplified(None, before, before, "onnxsim cannot take a model over 2 GB", 0.0)
     try:
         with _quiet_stdout():

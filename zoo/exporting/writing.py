@@ -34,6 +34,7 @@ class Staged:
         size = self.model.stat().st_size
         if self.data is not None:
             size += self.data.stat().st_size
+            os.chmod(self.data, self.model.stat().st_mode & 0o777)  # onnx writes it 0600: readable as the model
             os.replace(self.data, target_data)
         os.replace(self.model, self.destination)
         if self.data is None and target_data.exists():
