@@ -228,7 +228,7 @@ def export(
         report.size_bytes = staged.commit()
         report.external_data = output.name + ".data" if staged.data is not None else None
         staged = None
-        seconds["write"] = time.perf_counter() - tick
+        seconds["write"] = seconds.get("write", 0.0) + time.perf_counter() - tick  # staging counted above
     finally:
         if staged is not None:
             staged.discard()
@@ -288,13 +288,15 @@ def _build(net, spec: ExportSpec, exporter: str, simplify: bool, fp16: bool, ver
 
 def _verify(built: _Built, checked: tuple, where: tuple, runtime, seconds: dict):
     """Verify candidates in onnxruntime in order; the index of the first that passes (else 0), its Verification
-    and its staging (None when none passed). `seconds` gets session creation and the runs."""
+    and its staging (None when none passed). `seconds` gets session creation, the runs and the staging write."""
     failures: list[Verification] = []
     task, inputs, references, names, tolerances = checked
     device, fp16, output, policy = where
     _, open_session = runtime
     for index, (_, proto) in enumerate(built.candidates):
+        tick = time.perf_counter()
         staged = stage(proto, output, policy)
+        seconds["write"] = seconds.get("write", 0.0) + time.perf_counter() - tick
         try:
             tick = time.perf_counter()
             sess = open_session(str(staged.model), device=device, fp16=fp16)
