@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import subprocess
@@ -270,6 +271,8 @@ def test_out_of_memory_is_recognised_through_the_exception_chain():
     except ValueError as outer:
         assert is_out_of_memory(outer)
     assert is_out_of_memory(MemoryError())
+    ort = "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Exception during initialization: std::bad_alloc"
+    assert is_out_of_memory(RuntimeError(ort))  # onnxruntime's session for vit_h_14 under a 10.6 GiB cap
     assert not is_out_of_memory(RuntimeError("shape mismatch"))
 
 
@@ -282,6 +285,21 @@ def test_protobuf_failing_to_serialize_is_out_of_memory_only_under_an_address_sp
     assert is_out_of_memory(refused, capped=True)
     assert not is_out_of_memory(refused)  # without a cap it is not memory: the row keeps protobuf's message
     assert not is_out_of_memory(EncodeError("Message is missing required fields"), capped=True)
+
+
+def test_a_native_crash_under_the_memory_cap_says_the_cap_may_be_why():
+    import signal
+
+    from zoo.converting.planning import ConvertTask
+    from zoo.converting.pool import _crash_message
+
+    capped = ConvertTask("torchvision:big", "big.onnx", ExportOptions(), {}, "f", max_memory=int(10.6 * 2**30))
+    segfault = _crash_message(-signal.SIGSEGV, capped)
+    assert segfault.startswith("the worker process died of SIGSEGV while converting torchvision:big")
+    assert "address-space cap of 10.6 GiB" in segfault and "--max-memory" in segfault
+    assert "cap" not in _crash_message(-signal.SIGSEGV, dataclasses.replace(capped, max_memory=None))
+    assert "address-space" not in _crash_message(-signal.SIGKILL, capped)  # the OOM killer's hint instead
+    assert "address-space" not in _crash_message(3, capped)
 
 
 def test_cli_recycling_options_are_checked_and_their_help_names_the_defaults(tmp_path):

@@ -43,9 +43,10 @@ def first_line(exc: BaseException) -> str:
 
 
 def is_out_of_memory(exc: BaseException, capped: bool = False) -> bool:
-    """A MemoryError, or torch's allocator refusing (a RuntimeError), here or in what caused `exc`; with an
-    address-space cap (`capped`), also protobuf failing to serialize a model (its allocation refused: vit_l_16,
-    1.2 GB, failed so under a 10.6 GiB cap and exports alone)."""
+    """A MemoryError, torch's allocator refusing (a RuntimeError) or a C++ `std::bad_alloc` (onnxruntime's
+    session for vit_h_14 under a 10.6 GiB cap), here or in what caused `exc`; with an address-space cap
+    (`capped`), also protobuf failing to serialize a model (its allocation refused: vit_l_16, 1.2 GB, failed
+    so under a 10.6 GiB cap and exports alone)."""
     chain: list[BaseException] = []
     while exc is not None and exc not in chain and len(chain) < 10:
         chain.append(exc)
@@ -53,6 +54,7 @@ def is_out_of_memory(exc: BaseException, capped: bool = False) -> bool:
     return any(
         isinstance(e, MemoryError)
         or "can't allocate memory" in str(e)
+        or "std::bad_alloc" in str(e)
         or (capped and type(e).__name__ == "EncodeError" and "serialize" in str(e))
         for e in chain
     )
