@@ -515,3 +515,34 @@ def test_a_model_past_2_gb_exports_with_external_data_and_verifies(tmp_path):
     assert report.simplify_note == "onnxsim cannot take a model over 2 GB"
     assert (tmp_path / "big.onnx.data").stat().st_size > 2**31
     assert out.stat().st_size < 1 << 20
+
+
+class BatchOfTwoBranch(torch.nn.Module):
+    """Branches on the batch size: torch.export refuses a dynamic batch, and torch.onnx's fallback capture
+    then fixes it at the example's 2 without an error."""
+
+    def forward(self, x):
+        return x * 2 if x.shape[0] == 2 else x
+
+
+def test_a_dynamic_dim_the_dynamo_exporter_fixes_is_a_dynamo_failure_and_auto_falls_back():
+    from zoo.exporting.exporters import ExportSpec, export_module
+
+    spec = ExportSpec((torch.randn(2, 3, 8, 8),), [{0: "batch"}], {0: "batch"}, ["input"], ["output"])
+    with pytest.raises(ExportError, match=r"fixed input axis 0 \(batch\) at 2, not dynamic as asked"):
+        export_module(BatchOfTwoBranch(), spec, "dynamo")
+    exported = export_module(BatchOfTwoBranch(), spec, "auto")
+    assert exported.exporter == "torchscript" and "fixed input axis 0 (batch) at 2" in exported.fallback_reason
+    assert exported.proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+
+
+def test_task_wrappers_name_each_graph_input_in_their_signature():
+    """torch.export binds dynamic_shapes to forward's parameters: a `*inputs` forward took RAFT's two images
+    as one argument and dynamo refused the export."""
+    import inspect
+
+    from zoo import tasks
+
+    for task in ("detection", "optical_flow"):
+        wrapped = tasks.exportable(task, torch.nn.Identity())
+        assert list(inspect.signature(wrapped.forward).parameters) == list(tasks.family(task).input_names)

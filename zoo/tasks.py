@@ -147,25 +147,30 @@ def check_inputs(
 
 
 def exportable(task: str, model: nn.Module) -> nn.Module:
-    """`model` with tensors in and tensors (or a dict of them) out, as ONNX needs: detection takes its images
-    as separate arguments and returns the first image's dict; optical flow returns only the final flow."""
+    """`model` with tensors in and tensors (or a dict of them) out, as ONNX needs: detection takes its image
+    as a tensor and returns its dict; optical flow returns only the final flow. Each forward names its
+    inputs, as the graph does: torch.export binds `dynamic_shapes` to the signature (a `*inputs` forward
+    took RAFT's two images as one argument, and dynamo refused the export)."""
     from torch import nn
 
-    if task not in ("detection", "optical_flow"):
-        return model
-
-    class Exportable(nn.Module):
+    class Detections(nn.Module):
         def __init__(self, inner: nn.Module) -> None:
             super().__init__()
             self.model = inner
 
-        def forward(self, *inputs):
-            if task == "detection":
-                detections = self.model(list(inputs))
-                return detections[0] if len(detections) == 1 else tuple(detections)
-            return self.model(*inputs)[-1]
+        def forward(self, image):
+            return self.model([image])[0]
 
-    return Exportable(model).eval()
+    class FinalFlow(nn.Module):
+        def __init__(self, inner: nn.Module) -> None:
+            super().__init__()
+            self.model = inner
+
+        def forward(self, image1, image2):
+            return self.model(image1, image2)[-1]
+
+    wrapper = {"detection": Detections, "optical_flow": FinalFlow}.get(task)
+    return model if wrapper is None else wrapper(model).eval()
 
 
 def axes(task: str, dynamic_batch: bool, dynamic_hw: bool) -> tuple[list[dict[int, str]], dict[int, str]]:

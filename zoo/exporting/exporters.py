@@ -157,7 +157,23 @@ def _dynamo(model, spec: ExportSpec) -> tuple[onnx.ModelProto, str, float]:
         )
         start = time.perf_counter()
         program.optimize()
-        return program.model_proto, "dynamo", time.perf_counter() - start
+        proto = program.model_proto
+    fixed = fixed_axes(proto, spec)
+    if fixed:  # torch.onnx's fallback capture strategies specialise a dim that torch.export refused (RAFT's batch)
+        raise ValueError(f"the dynamo exporter fixed {', '.join(fixed)}, not dynamic as asked")
+    return proto, "dynamo", time.perf_counter() - start
+
+
+def fixed_axes(proto: onnx.ModelProto, spec: ExportSpec) -> list[str]:
+    """The symbolic dims `spec` asked for that the exported graph's inputs have as numbers: `image2 axis 0
+    (batch) at 2`, each."""
+    fixed = []
+    for graph_input, axes in zip(proto.graph.input, spec.input_axes, strict=False):
+        dims = graph_input.type.tensor_type.shape.dim
+        for axis, name in axes.items():
+            if axis < len(dims) and dims[axis].HasField("dim_value"):
+                fixed.append(f"{graph_input.name} axis {axis} ({name}) at {dims[axis].dim_value}")
+    return fixed
 
 
 def _torchscript(model, spec: ExportSpec) -> tuple[onnx.ModelProto, str, float]:
