@@ -158,10 +158,11 @@ def _dynamo(model, spec: ExportSpec) -> tuple[onnx.ModelProto, str, float]:
         start = time.perf_counter()
         program.optimize()
         proto = program.model_proto
+        optimize_seconds = time.perf_counter() - start
     fixed = fixed_axes(proto, spec)
     if fixed:  # torch.onnx's fallback capture strategies specialise a dim that torch.export refused (RAFT's batch)
         raise ValueError(f"the dynamo exporter fixed {', '.join(fixed)}, not dynamic as asked")
-    return proto, "dynamo", time.perf_counter() - start
+    return proto, "dynamo", optimize_seconds
 
 
 def fixed_axes(proto: onnx.ModelProto, spec: ExportSpec) -> list[str]:
