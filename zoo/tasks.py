@@ -153,19 +153,16 @@ def exportable(task: str, model: nn.Module) -> nn.Module:
     took RAFT's two images as one argument, and dynamo refused the export)."""
     from torch import nn
 
-    class Detections(nn.Module):
+    class Wrapped(nn.Module):
         def __init__(self, inner: nn.Module) -> None:
             super().__init__()
             self.model = inner
 
+    class Detections(Wrapped):
         def forward(self, image):
             return self.model([image])[0]
 
-    class FinalFlow(nn.Module):
-        def __init__(self, inner: nn.Module) -> None:
-            super().__init__()
-            self.model = inner
-
+    class FinalFlow(Wrapped):
         def forward(self, image1, image2):
             return self.model(image1, image2)[-1]
 

@@ -34,6 +34,11 @@ class ConvertTask:
     environment: Mapping[str, str] = field(default_factory=dict)
     family_task: str = "classification"  # what the report groups by: a registry task, or `quantized`
 
+    @property
+    def address_space_capped(self) -> bool:
+        """Whether its worker runs under RLIMIT_AS: `max_memory` on the CPU (CUDA caps resident memory only)."""
+        return bool(self.max_memory) and self.options.device != "cuda"
+
 
 @dataclass
 class Plan:

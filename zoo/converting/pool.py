@@ -220,10 +220,10 @@ def _death(exitcode: int | None) -> str:
 
 def _crash_message(exitcode: int | None, task: ConvertTask) -> str:
     message = f"the worker process {_death(exitcode)} while converting {task.name}; it was replaced"
-    if task.max_memory and task.options.device != "cuda" and exitcode in (-signal.SIGSEGV, -signal.SIGABRT):
+    if task.address_space_capped and exitcode in (-signal.SIGSEGV, -signal.SIGABRT):
         # native code that does not check a refused allocation dies so under RLIMIT_AS (regnet_y_128gf)
         message += (
-            f" (it ran under an address-space cap of {task.max_memory / (1 << 30):.1f} GiB: native code whose"
+            f" (it ran under an address-space cap of {task.max_memory / workers.GIB:.1f} GiB: native code whose"
             " allocation is refused can die so; a larger --max-memory may let it through)"
         )
     return message

@@ -98,7 +98,7 @@ def convert_here(task: ConvertTask, on_stage=None) -> dict[str, Any]:
             report_fields(exc.report), status="verify-failed", error_class=type(exc).__name__, error=first_line(exc)
         )
     except Exception as exc:  # noqa: BLE001 - any failure of one model is recorded, the batch goes on
-        if is_out_of_memory(exc, capped=bool(task.max_memory) and task.options.device != "cuda"):
+        if is_out_of_memory(exc, capped=task.address_space_capped):
             cap = f"{task.max_memory / (1 << 30):.1f} GiB" if task.max_memory else "the machine's memory"
             message = f"out of memory under the worker's cap of {cap} (--max-memory): {first_line(exc)}"
             row.update(status="memory", error_class=type(exc).__name__, error=message[:ERROR_LENGTH])
