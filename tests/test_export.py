@@ -14,6 +14,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from zoo.cli.app import app
@@ -546,3 +548,31 @@ def test_task_wrappers_name_each_graph_input_in_their_signature():
     for task in ("detection", "optical_flow"):
         wrapped = tasks.exportable(task, torch.nn.Identity())
         assert list(inspect.signature(wrapped.forward).parameters) == list(tasks.family(task).input_names)
+
+
+@given(
+    st.lists(  # per graph input: each dim symbolic in the graph or a number, and whether a dynamic one was asked
+        st.lists(st.tuples(st.booleans(), st.booleans(), st.integers(1, 64)), min_size=1, max_size=5),
+        min_size=1,
+        max_size=3,
+    )
+)
+@settings(max_examples=200, deadline=None)
+def test_fixed_axes_names_exactly_the_asked_dims_that_came_out_numbers(graph):
+    from onnx import TensorProto, helper
+
+    from zoo.exporting.exporters import ExportSpec, fixed_axes
+
+    inputs, asked, expected = [], [], []
+    for index, dims in enumerate(graph):
+        shape = [f"d{index}_{axis}" if symbolic else size for axis, (symbolic, _, size) in enumerate(dims)]
+        inputs.append(helper.make_tensor_value_info(f"in{index}", TensorProto.FLOAT, shape))
+        asked.append({axis: f"d{axis}" for axis, (_, wanted, _) in enumerate(dims) if wanted})
+        expected += [
+            f"in{index} axis {axis} (d{axis}) at {size}"
+            for axis, (symbolic, wanted, size) in enumerate(dims)
+            if wanted and not symbolic
+        ]
+    proto = helper.make_model(helper.make_graph([], "g", inputs, []))
+    spec = ExportSpec((), asked, {}, [i.name for i in inputs], [])
+    assert fixed_axes(proto, spec) == expected
