@@ -477,17 +477,46 @@ def test_onnxsim_chatter_on_either_descriptor_is_silenced_and_the_rest_kept():
     assert (done.returncode, done.stdout, done.stderr) == (0, b"kept", b"after")
 
 
-def test_the_protobuf_limit_is_found_where_upb_refuses_to_size_the_message():
-    from google.protobuf.message import EncodeError
+def _graph_with(initializer_bytes: int = 0, constant_bytes: int = 0, in_subgraph: bool = False) -> onnx.GraphProto:
+    helper, numpy_helper = onnx.helper, onnx.numpy_helper
+    weights = [numpy_helper.from_array(np.zeros(initializer_bytes // 4, np.float32), "w")] if initializer_bytes else []
+    nodes = []
+    if constant_bytes:
+        value = numpy_helper.from_array(np.zeros(constant_bytes // 4, np.float32), "c")
+        nodes.append(helper.make_node("Constant", [], ["c"], value=value))
+    graph = helper.make_graph(nodes, "g", [], [], initializer=weights)
+    if not in_subgraph:
+        return graph
+    branch = helper.make_node("If", ["cond"], [], then_branch=graph, else_branch=helper.make_graph([], "e", [], []))
+    return helper.make_graph([branch], "main", [], [])
 
-    from zoo.exporting.simplify import over_protobuf_limit
 
-    class Huge:  # what upb does for a model past 2 GB (vit_h_14, regnet_y_128gf): ByteSize itself raises
-        def ByteSize(self):
-            raise EncodeError("Failed to serialize proto")
+class _Huge:
+    """What upb does for a model past 2 GB (vit_h_14, regnet_y_128gf): ByteSize itself raises."""
 
-    assert over_protobuf_limit(Huge())
-    assert not over_protobuf_limit(onnx.helper.make_model(onnx.helper.make_graph([], "g", [], [])))
+    def __init__(self, graph: onnx.GraphProto):
+        self.graph = graph
+
+    def ByteSize(self):
+        from google.protobuf.message import EncodeError
+
+        raise EncodeError("Failed to serialize proto")
+
+
+def test_the_protobuf_limit_is_found_where_upb_refuses_to_size_the_message(monkeypatch):
+    from zoo.exporting import simplify
+
+    monkeypatch.setattr(simplify, "SURELY_UNDER", 1000)  # 1 kB stands for a gigabyte of weights
+    for where in ({"initializer_bytes": 4000}, {"constant_bytes": 4000}, {"constant_bytes": 4000, "in_subgraph": True}):
+        assert simplify.over_protobuf_limit(_Huge(_graph_with(**where))), where
+    assert not simplify.over_protobuf_limit(onnx.helper.make_model(_graph_with(initializer_bytes=4000)))
+
+
+def test_a_model_with_few_tensor_bytes_is_under_the_limit_without_being_sized():
+    from zoo.exporting import simplify
+
+    assert simplify.tensor_bytes(onnx.helper.make_model(_graph_with(4000, 400, in_subgraph=True))) == 4400
+    assert not simplify.over_protobuf_limit(_Huge(_graph_with(initializer_bytes=4000)))  # ByteSize never called
 
 
 BIG = """

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from zoo.errors import UserInputError
+from zoo.exporting.simplify import tensor_bytes
 
 if TYPE_CHECKING:
     import onnx
@@ -52,7 +53,7 @@ def stage(proto: onnx.ModelProto, destination: Path, policy: str = "auto") -> St
 
     if policy not in EXTERNAL_DATA:
         raise UserInputError(f"--external-data must be one of {', '.join(EXTERNAL_DATA)}, not {policy!r}")
-    size = _tensor_bytes(proto)
+    size = tensor_bytes(proto)
     external = policy == "always" or (policy == "auto" and size > _AUTO_LIMIT)
     if policy == "never" and size > _PROTOBUF_LIMIT:
         raise UserInputError(
@@ -80,7 +81,3 @@ def stage(proto: onnx.ModelProto, destination: Path, policy: str = "auto") -> St
         raise
     data_path = folder / data_name
     return Staged(folder, model_path, data_path if data_path.exists() else None, destination)
-
-
-def _tensor_bytes(proto: onnx.ModelProto) -> int:
-    return sum(len(t.raw_data) or t.ByteSize() for t in proto.graph.initializer)
