@@ -171,6 +171,70 @@ def test_resnet18_from_a_weights_file_exports_verifies_and_records_metadata(tmp_
     assert leftovers(tmp_path) == []
 
 
+def test_a_half_precision_checkpoint_loads_into_float32_parameters_with_its_module_versions(tmp_path):
+    """Weights that are loaded replace a meta-device build: the model keeps its float32 parameters (as a
+    copy into real ones would) and MNASNet still reads its version from the file's `_metadata`."""
+    import torchvision
+
+    from zoo.exporting.source import load_source
+
+    state = torchvision.models.mnasnet0_5().state_dict()
+    for key, value in state.items():
+        if value.is_floating_point():
+            state[key] = value.half()  # in place: the OrderedDict keeps its _metadata
+    path = tmp_path / "mnasnet0_5-fp16.pth"
+    torch.save(state, path)
+    model = load_source("mnasnet0_5", str(path), None).model
+    loaded = model.state_dict()
+    assert {t.dtype for k, t in loaded.items() if not k.endswith("num_batches_tracked")} == {torch.float32}
+    assert not any(t.is_meta for t in loaded.values())
+    for key, value in state.items():
+        assert torch.equal(loaded[key], value.float() if value.is_floating_point() else value), key
+
+
+NET_WITH_DERIVED_BUFFER = """
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        # made where the weight is (as timm's window masks): on the meta device when the weight is there
+        self.register_buffer("scale", torch.full((4, 1, 1), 2.0, device=self.conv.weight.device), persistent=False)
+
+    def forward(self, x):
+        return self.conv(x) * self.scale
+"""
+
+
+def test_loaded_weights_need_one_build_on_the_meta_device_and_a_real_one_only_where_a_tensor_is_left(
+    tmp_path, monkeypatch
+):
+    import torchvision
+
+    from zoo.exporting import source
+
+    builds = []
+    real_build = source.build_target
+    monkeypatch.setattr(source, "build_target", lambda *a, **k: builds.append(k) or real_build(*a, **k))
+    weights = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), weights)
+    source.load_source("resnet18", str(weights), None)
+    assert builds == [{"meta_device": True, "real_buffers": True}]  # no random init of weights about to be replaced
+
+    (tmp_path / "net.py").write_text(NET_WITH_DERIVED_BUFFER)
+    spec = f"{tmp_path / 'net.py'}:Net"
+    state = {"conv.weight": torch.randn(4, 3, 3, 3), "conv.bias": torch.randn(4)}
+    torch.save(state, tmp_path / "net.pth")
+    builds.clear()
+    model = source.load_source(spec, str(tmp_path / "net.pth"), None).model
+    assert builds == [{"meta_device": True, "real_buffers": True}, {}]
+    assert not any(t.is_meta for t in [*model.parameters(), *model.buffers()])
+    assert torch.equal(model.scale, torch.full((4, 1, 1), 2.0)) and torch.equal(model.conv.weight, state["conv.weight"])
+
+
 def test_mobilenet_v3_small_random_init_gets_seeded_weights_before_its_one_export(tmp_path, monkeypatch):
     """torchvision's init gives mobilenet_v3_small outputs of ~1e-9: comparing with them proves nothing, so with
     --weights none zoo sets seeded weights first, and exports once."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,22 +32,28 @@ class Source:
 
 
 def load_source(spec: str | nn.Module, weights: str | None, kwargs: dict[str, Any] | None) -> Source:
-    """Build `spec` and load `weights`: None (the registry default, else random), `none`, a tag or a file."""
+    """Build `spec` and load `weights`: None (the registry default, else random), `none`, a tag or a file.
+
+    A model whose weights are loaded is built with its parameters on the meta device, then takes the loaded
+    tensors themselves: no random initialisation of weights about to be replaced, and no second copy of them
+    (vit_h_14's 2.5 GB). A model that stays random is built for real.
+    """
     if not isinstance(spec, str):
         return Source(Target(type(spec).__name__, spec, "module"), spec, "given", None, None, None, None)
-    target = build_target(spec, kwargs)
-    weight_set = target.selection.weights if target.selection else None
     if weights is not None and weights.lower() == "none":
-        return _source(target, "none", None, weight_set)
+        target = build_target(spec, kwargs)
+        return _source(target, "none", None, target.selection.weights if target.selection else None)
+    target = _weightless(spec, kwargs)
     if weights is not None and _is_file(weights):
         path = Path(weights).expanduser()
-        _load_file(target.model, path)
-        return _source(target, str(path), _sha256(path), weight_set)
+        _loaded(target, lambda model: _load_file(model, path))
+        return _source(target, str(path), _sha256(path), target.selection.weights if target.selection else None)
     if target.selection is None:
         if weights is not None:
             raise UserInputError(f"--weights {weights!r}: no such file (only registry models have weight tags)")
-        return _source(target, "none", None, None)
+        return _source(build_target(spec, kwargs), "none", None, None)
     entry = target.selection.entry
+    weight_set = target.selection.weights
     if weights is not None:
         weight_set = entry.weight_set(weights)
         if weight_set is None:
@@ -55,9 +62,31 @@ def load_source(spec: str | nn.Module, weights: str | None, kwargs: dict[str, An
                 f"{entry.qualified_name} has no weight set {weights!r} (tags: {tags}; or give a file, or none)"
             )
     if weight_set is None:
-        return _source(target, "none", None, None)
-    sha256 = _load_registry(target.model, Selection(entry, weight_set))
+        return _source(build_target(spec, kwargs), "none", None, None)
+    sha256 = _loaded(target, lambda model: _load_registry(model, Selection(entry, weight_set)))
     return _source(target, weight_set.tag, sha256, weight_set)
+
+
+def _weightless(spec: str, kwargs: dict[str, Any] | None) -> Target:
+    """`spec` built with its parameters on the meta device (buffers real); a real build where that fails."""
+    try:
+        return build_target(spec, kwargs, meta_device=True, real_buffers=True)
+    except Exception:  # noqa: BLE001 - a builder that cannot build on meta: the real build says what is wrong
+        return build_target(spec, kwargs)
+
+
+def _loaded(target: Target, load: Callable[[nn.Module], Any]) -> Any:
+    """`load(target.model)`; where a tensor is left on the meta device (a buffer some builders derive from a
+    parameter), the model is built for real and loaded again. Returns what `load` returned."""
+    result = load(target.model)
+    if _on_meta(target.model):
+        target.model = build_target(target.spec, target.kwargs).model
+        result = load(target.model)
+    return result
+
+
+def _on_meta(model: nn.Module) -> bool:
+    return any(t.is_meta for t in model.parameters()) or any(t.is_meta for t in model.buffers())
 
 
 def _source(target: Target, weights: str, sha256: str | None, weight_set) -> Source:

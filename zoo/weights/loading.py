@@ -375,7 +375,11 @@ def apply_remap(name: str | None, state_dict: dict, model: nn.Module) -> dict:
 
 
 def load_into(model: nn.Module, state_dict: dict, what: str) -> None:
-    """`model.load_state_dict(state_dict, strict=True)` with an error that lists what does not fit."""
+    """`model.load_state_dict(state_dict, strict=True)` with an error that lists what does not fit.
+
+    Into a model whose parameters are on the meta device, the tensors themselves go (`assign=True`), cast to
+    the model's dtypes as a copy into real parameters would: nothing is allocated twice.
+    """
     expected = model.state_dict()
     missing = [k for k in expected if k not in state_dict and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state_dict if k not in expected]
@@ -393,4 +397,20 @@ def load_into(model: nn.Module, state_dict: dict, what: str) -> None:
             f"weights {what} do not fit {type(model).__name__}: {'; '.join(parts)}; "
             "check the model name and its builder arguments (e.g. num_classes)"
         )
-    model.load_state_dict(state_dict, strict=True)
+    on_meta = any(p.is_meta for p in model.parameters())
+    if on_meta:
+        state_dict = _cast_like(state_dict, expected)
+    model.load_state_dict(state_dict, strict=True, assign=on_meta)
+
+
+def _cast_like(state_dict: dict, expected: dict) -> dict:
+    """`state_dict` with each floating tensor in the dtype of the model's own (its `_metadata` kept)."""
+    cast = type(state_dict)(state_dict)
+    for key, value in state_dict.items():
+        own = expected.get(key)
+        if own is not None and value.is_floating_point() and own.is_floating_point() and value.dtype != own.dtype:
+            cast[key] = value.to(own.dtype)
+    metadata = getattr(state_dict, "_metadata", None)
+    if metadata is not None:
+        cast._metadata = metadata  # type: ignore[attr-defined] - module versions some loaders read (MNASNet's)
+    return cast
