@@ -99,11 +99,12 @@ def imports_seconds(repeat: int) -> float:
 
 
 def warm(name: str, weights: Path, folder: Path, repeat: int) -> list[dict[str, float]]:
-    """Stage seconds of `repeat` exports in this process after one warm-up export (a warm worker's view)."""
+    """Stage seconds of `repeat` exports in this process after one warm-up export (a warm worker's view: each
+    export writes a new file, as each model of a convert run does)."""
     from zoo import export
 
     export(name, folder / "warm.onnx", weights=str(weights))
-    return [export(name, folder / "warm.onnx", weights=str(weights)).seconds for _ in range(repeat)]
+    return [export(name, folder / f"warm-{n}.onnx", weights=str(weights)).seconds for n in range(repeat)]
 
 
 def main() -> None:
