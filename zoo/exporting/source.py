@@ -114,7 +114,7 @@ def _load_registry(model: nn.Module, selection: Selection) -> str:
     from zoo.weights.loading import apply_remap, load_checkpoint, load_into
 
     result = fetch(selection)
-    state_dict = apply_remap(selection.entry.remap, load_checkpoint(result.path).state_dict, model)
+    state_dict = apply_remap(selection.entry.remap, load_checkpoint(result.path).loadable(), model)
     load_into(model, state_dict, f"{selection.name} ({result.path.name})")
     return result.sha256
 
@@ -124,4 +124,4 @@ def _load_file(model: nn.Module, path: Path) -> None:
 
     if not path.is_file():
         raise UserInputError(f"weights file {str(path)!r} does not exist")
-    load_into(model, load_checkpoint(path).state_dict, str(path))
+    load_into(model, load_checkpoint(path).loadable(), str(path))

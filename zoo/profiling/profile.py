@@ -167,7 +167,7 @@ def _load_weights(model: Any, spec: str, selection: Any, weights: str) -> None:
 
     path = Path(weights).expanduser()
     if path.is_file():
-        loading.load_into(model, loading.load_checkpoint(path).state_dict, str(path))
+        loading.load_into(model, loading.load_checkpoint(path).loadable(), str(path))
         return
     if selection is None:
         raise UserInputError(

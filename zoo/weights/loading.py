@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import CheckpointError, ZooError
-from zoo.weights.unwrap import CONTAINER_KEYS, backbone_of, unwrap  # noqa: F401 - re-exported
+from zoo.weights.unwrap import CONTAINER_KEYS, backbone_of, unwrap, with_metadata  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:
     import torch
@@ -55,6 +55,13 @@ class Checkpoint:
     format: str  # "pickle" (torch.save), "safetensors"
     unwrapped: list[str] = field(default_factory=list)
     ema: bool | None = None  # True: EMA weights chosen; False: the raw ones though EMA weights are there
+    packed: dict[str, Any] = field(default_factory=dict)  # quantized modules' packed parameters (not tensors)
+
+    def loadable(self) -> dict[str, Any]:
+        """What `load_state_dict` takes: the tensors and the packed parameters (`_metadata` kept)."""
+        if not self.packed:
+            return self.state_dict
+        return with_metadata({**self.state_dict, **self.packed}, getattr(self.state_dict, "_metadata", None))
 
     def notes(self) -> list[str]:
         """What was unwrapped, in words for a report (`zoo adapt` prints them)."""
@@ -101,7 +108,7 @@ def load_checkpoint(path: str | Path, *, trust_pickle: bool = False, ema: bool |
         obj = _load_legacy(path, trust_pickle)
     found = unwrap(obj, str(path), ema)
     kind = "safetensors" if fmt == "safetensors" else "pickle"
-    return Checkpoint(found.state_dict, path, kind, found.steps, found.ema)
+    return Checkpoint(found.state_dict, path, kind, found.steps, found.ema, found.packed)
 
 
 def check_checkpoint(path: str | Path) -> str:
@@ -347,7 +354,7 @@ def load_pretrained(model: nn.Module, selection: Selection, *, trust_pickle: boo
     from zoo.weights.fetching import fetch
 
     result = fetch(selection)
-    state_dict = load_checkpoint(result.path, trust_pickle=trust_pickle).state_dict
+    state_dict = load_checkpoint(result.path, trust_pickle=trust_pickle).loadable()
     state_dict = apply_remap(selection.entry.remap, state_dict, model)
     load_into(model, state_dict, f"{selection.name} ({result.path.name})")
     return model
@@ -386,7 +393,7 @@ def load_into(model: nn.Module, state_dict: dict, what: str) -> None:
     shapes = [
         f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}"
         for k, v in expected.items()
-        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
+        if k in state_dict and hasattr(v, "shape") and tuple(getattr(state_dict[k], "shape", ())) != tuple(v.shape)
     ]
     if missing or unexpected or shapes:
         parts = []
@@ -405,10 +412,14 @@ def load_into(model: nn.Module, state_dict: dict, what: str) -> None:
 
 def _cast_like(state_dict: dict, expected: dict) -> dict:
     """`state_dict` with each floating tensor in the dtype of the model's own (its `_metadata` kept)."""
+    import torch
+
     cast = type(state_dict)(state_dict)
     for key, value in state_dict.items():
         own = expected.get(key)
-        if own is not None and value.is_floating_point() and own.is_floating_point() and value.dtype != own.dtype:
+        if not (isinstance(value, torch.Tensor) and isinstance(own, torch.Tensor)):
+            continue  # a packed parameter (quantized modules), or a key the model lacks
+        if value.is_floating_point() and own.is_floating_point() and value.dtype != own.dtype:
             cast[key] = value.to(own.dtype)
     metadata = getattr(state_dict, "_metadata", None)
     if metadata is not None:

@@ -41,6 +41,7 @@ class Unwrapped:
     state_dict: dict[str, Any]
     steps: list[str] = field(default_factory=list)
     ema: bool | None = None  # True: EMA weights chosen, False: the raw ones beside EMA weights; None: no EMA
+    packed: dict[str, Any] = field(default_factory=dict)  # quantized modules' packed parameters (not tensors)
 
 
 def unwrap(obj: Any, where: str = "", ema: bool | None = None) -> Unwrapped:
@@ -65,17 +66,33 @@ def unwrap(obj: Any, where: str = "", ema: bool | None = None) -> Unwrapped:
         raise UnwrapError(f"{where}: --ema: the checkpoint holds no EMA weights (looked for {', '.join(EMA_KEYS)})")
     if not isinstance(obj, Mapping):
         raise UnwrapError(f"{where}: holds a {type(obj).__name__}, not a state dict")
-    tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    if not tensors:
+    entries = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor) or is_packed(v)}
+    if not any(isinstance(v, torch.Tensor) for v in entries.values()):
         keys = ", ".join(map(str, list(obj)[:6]))
         raise UnwrapError(f"{where}: no tensors found (top-level keys: {keys or 'none'})")
-    if len(tensors) < len(obj):
-        steps.append(f"dropped {len(obj) - len(tensors)} non-tensor entries")
+    if len(entries) < len(obj):
+        steps.append(f"dropped {len(obj) - len(entries)} non-tensor entries")
     metadata = getattr(obj, "_metadata", None)
-    tensors, metadata = _strip_prefixes(tensors, metadata, steps)
+    entries, metadata = _strip_prefixes(entries, metadata, steps)
     if mmengine:
-        tensors = _mmpretrain(tensors, steps)
-    return Unwrapped(with_metadata(tensors, metadata), steps, chose_ema)
+        entries = _mmpretrain(entries, steps)
+    tensors = {k: v for k, v in entries.items() if isinstance(v, torch.Tensor)}
+    packed = {k: v for k, v in entries.items() if k not in tensors}
+    return Unwrapped(with_metadata(tensors, metadata), steps, chose_ema, packed)
+
+
+def is_packed(value: Any) -> bool:
+    """A quantized module's packed-parameter entry in a state dict: its dtype (`fc._packed_params.dtype`) or
+    its (weight, bias) tuple (`fc._packed_params._packed_params`), which `load_state_dict` needs back."""
+    import torch
+
+    if isinstance(value, torch.dtype):
+        return True
+    return (
+        isinstance(value, tuple)
+        and any(isinstance(v, torch.Tensor) for v in value)
+        and all(v is None or isinstance(v, torch.Tensor) for v in value)
+    )
 
 
 def _module_state(obj: Any, steps: list[str]) -> Any:
