@@ -1,6 +1,6 @@
 """Weights loaded for export go into a meta-device build (zoo.exporting.source): across the torchvision
-catalogue, the model that comes out holds exactly the file's tensors, in the model's own dtypes, with every
-buffer a real build computes, and nothing left on the meta device."""
+catalogue and a sample of timm's, the model that comes out holds exactly the file's tensors, in the model's
+own dtypes, with every buffer a real build computes, and nothing left on the meta device."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from zoo.targets import build_target
 # relative position index), widths computed with tensors (regnet), a detector (FrozenBatchNorm buffers),
 # two-image optical flow.
 SAMPLE = ("quantized_resnet18", "swin_t", "regnet_x_400mf", "ssdlite320_mobilenet_v3_large", "raft_small")
+# timm: window attention masks and relative position buffers (swin), a class token (vit), layer scale (convnext).
+TIMM_SAMPLE = ("swin_tiny_patch4_window7_224", "vit_tiny_patch16_224", "convnext_atto")
 
 
 def torchvision_names() -> list[str]:
@@ -34,8 +36,8 @@ def same(a, b) -> bool:
     return torch.equal(a, b)
 
 
-def check_loads_exactly(name: str, tmp_path) -> None:
-    spec = f"torchvision:{name}"
+def check_loads_exactly(spec: str, tmp_path) -> None:
+    name = spec.partition(":")[2]
     torch.manual_seed(0)
     real = build_target(spec).model
     saved = real.state_dict()
@@ -53,14 +55,20 @@ def check_loads_exactly(name: str, tmp_path) -> None:
 
 @pytest.mark.parametrize("name", SAMPLE)
 def test_a_sample_of_the_catalogue_loads_exactly_into_a_meta_build(name, tmp_path):
-    check_loads_exactly(name, tmp_path)
+    check_loads_exactly(f"torchvision:{name}", tmp_path)
 
 
-def test_the_sample_is_in_the_catalogue():
+@pytest.mark.parametrize("name", TIMM_SAMPLE)
+def test_a_sample_of_timm_loads_exactly_into_a_meta_build(name, tmp_path):
+    check_loads_exactly(f"timm:{name}", tmp_path)
+
+
+def test_the_samples_are_in_the_catalogue():
     assert set(SAMPLE) <= set(torchvision_names())
+    assert {f"timm:{name}" for name in TIMM_SAMPLE} <= {e.qualified_name for e in catalogues.models()}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", torchvision_names())
 def test_every_torchvision_model_loads_exactly_into_a_meta_build(name, tmp_path):
-    check_loads_exactly(name, tmp_path)
+    check_loads_exactly(f"torchvision:{name}", tmp_path)
