@@ -50,6 +50,11 @@ class Target:
         return buffers
 
 
+def on_meta(model: nn.Module) -> bool:
+    """Whether any parameter or buffer of `model` is on the meta device (has no values yet)."""
+    return any(t.is_meta for t in model.parameters()) or any(t.is_meta for t in model.buffers())
+
+
 def is_reference(spec: str) -> bool:
     """`file.py:Name` or `package.module:Name` (a registry `family:name` has no dot before the colon)."""
     module, colon, _ = spec.rpartition(":")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.converting.planning import ConvertTask
+from zoo.converting.worker import GIB
 
 # Fields that differ between two runs of the same conversion (compare manifests without them).
 VOLATILE = ("started_at", "finished_at", "wall_seconds", "seconds", "host", "worker")
@@ -99,7 +100,7 @@ def convert_here(task: ConvertTask, on_stage=None) -> dict[str, Any]:
         )
     except Exception as exc:  # noqa: BLE001 - any failure of one model is recorded, the batch goes on
         if is_out_of_memory(exc, capped=task.address_space_capped):
-            cap = f"{task.max_memory / (1 << 30):.1f} GiB" if task.max_memory else "the machine's memory"
+            cap = f"{task.max_memory / GIB:.1f} GiB" if task.max_memory else "the machine's memory"
             message = f"out of memory under the worker's cap of {cap} (--max-memory): {first_line(exc)}"
             row.update(status="memory", error_class=type(exc).__name__, error=message[:ERROR_LENGTH])
         else:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import onnx
 
-_PROTOBUF_LIMIT = 2**31 - 1
+PROTOBUF_LIMIT = 2**31 - 1  # bytes one protobuf message may serialize to
 SURELY_UNDER = 2**30  # tensor bytes under which a model is taken to fit in one message without sizing it
 
 
@@ -44,7 +44,7 @@ def over_protobuf_limit(proto: onnx.ModelProto) -> bool:
     if tensor_bytes(proto) < SURELY_UNDER:
         return False
     try:
-        return proto.ByteSize() > _PROTOBUF_LIMIT
+        return proto.ByteSize() > PROTOBUF_LIMIT
     except EncodeError:
         return True
 

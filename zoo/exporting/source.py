@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from zoo.errors import UserInputError
 from zoo.registry.records import Selection
-from zoo.targets import Target, build_target
+from zoo.targets import Target, build_target, on_meta
 
 if TYPE_CHECKING:
     from torch import nn
@@ -41,17 +41,16 @@ def load_source(spec: str | nn.Module, weights: str | None, kwargs: dict[str, An
     if not isinstance(spec, str):
         return Source(Target(type(spec).__name__, spec, "module"), spec, "given", None, None, None, None)
     if weights is not None and weights.lower() == "none":
-        target = build_target(spec, kwargs)
-        return _source(target, "none", None, target.selection.weights if target.selection else None)
+        return _source(build_target(spec, kwargs), "none", None)
     target = _weightless(spec, kwargs)
     if weights is not None and _is_file(weights):
         path = Path(weights).expanduser()
         _loaded(target, lambda model: _load_file(model, path))
-        return _source(target, str(path), _sha256(path), target.selection.weights if target.selection else None)
+        return _source(target, str(path), _sha256(path))
     if target.selection is None:
         if weights is not None:
             raise UserInputError(f"--weights {weights!r}: no such file (only registry models have weight tags)")
-        return _source(build_target(spec, kwargs), "none", None, None)
+        return _source(build_target(spec, kwargs), "none", None)
     entry = target.selection.entry
     weight_set = target.selection.weights
     if weights is not None:
@@ -62,7 +61,7 @@ def load_source(spec: str | nn.Module, weights: str | None, kwargs: dict[str, An
                 f"{entry.qualified_name} has no weight set {weights!r} (tags: {tags}; or give a file, or none)"
             )
     if weight_set is None:
-        return _source(build_target(spec, kwargs), "none", None, None)
+        return _source(build_target(spec, kwargs), "none", None)
     sha256 = _loaded(target, lambda model: _load_registry(model, Selection(entry, weight_set)))
     return _source(target, weight_set.tag, sha256, weight_set)
 
@@ -79,17 +78,16 @@ def _loaded(target: Target, load: Callable[[nn.Module], Any]) -> Any:
     """`load(target.model)`; where a tensor is left on the meta device (a buffer some builders derive from a
     parameter), the model is built for real and loaded again. Returns what `load` returned."""
     result = load(target.model)
-    if _on_meta(target.model):
+    if on_meta(target.model):
         target.model = build_target(target.spec, target.kwargs).model
         result = load(target.model)
     return result
 
 
-def _on_meta(model: nn.Module) -> bool:
-    return any(t.is_meta for t in model.parameters()) or any(t.is_meta for t in model.buffers())
-
-
-def _source(target: Target, weights: str, sha256: str | None, weight_set) -> Source:
+def _source(target: Target, weights: str, sha256: str | None, weight_set=None) -> Source:
+    """The Source; `weight_set` (input size, mean, std) defaults to the target's registry default."""
+    if weight_set is None and target.selection is not None:
+        weight_set = target.selection.weights
     target.weights = None if weights == "none" else weights
     if weight_set is None:
         return Source(target, target.model, weights, sha256, None, None, None)

@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from zoo.errors import UserInputError
-from zoo.exporting.simplify import tensor_bytes
+from zoo.exporting.simplify import PROTOBUF_LIMIT, tensor_bytes
 
 if TYPE_CHECKING:
     import onnx
 
 EXTERNAL_DATA = ("auto", "always", "never")
-_PROTOBUF_LIMIT = 2**31 - 1
 _AUTO_LIMIT = int(1.8 * 2**30)  # leave headroom under protobuf's 2 GB limit for the graph itself
 
 
@@ -55,7 +54,7 @@ def stage(proto: onnx.ModelProto, destination: Path, policy: str = "auto") -> St
         raise UserInputError(f"--external-data must be one of {', '.join(EXTERNAL_DATA)}, not {policy!r}")
     size = tensor_bytes(proto)
     external = policy == "always" or (policy == "auto" and size > _AUTO_LIMIT)
-    if policy == "never" and size > _PROTOBUF_LIMIT:
+    if policy == "never" and size > PROTOBUF_LIMIT:
         raise UserInputError(
             f"the model's weights are {size / 2**30:.1f} GB, over ONNX's 2 GB limit for a single file; "
             "use --external-data auto or always"

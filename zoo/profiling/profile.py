@@ -13,6 +13,7 @@ from zoo.profiling.counting import Count, LayerCount, count_macs
 from zoo.profiling.formulas import Formulas, all_formulas
 from zoo.profiling.latency import Latency, measure_latency
 from zoo.profiling.params import ParamStats, param_stats
+from zoo.targets import on_meta
 
 DEFAULT_INPUT = (1, 3, 224, 224)  # a classifier's; other tasks' defaults are in zoo.tasks
 
@@ -213,7 +214,7 @@ def profile(
     prepared = _prepared(model, weights, device, kwargs, real=latency)
     if task is not None:
         prepared.given_task = task
-    if latency and _is_meta(prepared.module):
+    if latency and on_meta(prepared.module):
         prepared = _real(prepared, weights, device, kwargs)
     shape = tasks.check_shape(prepared.task, input_shape or prepared.default_input)
     inputs = tasks.make_inputs(prepared.task, shape)
@@ -223,7 +224,7 @@ def profile(
                 tasks.exportable(prepared.task, prepared.module), inputs, formulas=formulas or all_formulas()
             )
         except ZooError:
-            if not (_is_meta(prepared.module) and prepared.from_spec):
+            if not (on_meta(prepared.module) and prepared.from_spec):
                 raise
             prepared = _real(prepared, weights, device, kwargs)  # it computes on its weights' values
             count = count_macs(
@@ -267,8 +268,4 @@ def _prepared(model: Any, weights: str | None, device: str, kwargs: dict | None,
     if isinstance(model, str):
         return prepare(model, weights=weights, device=device, kwargs=kwargs, real=real)
     check_device(device)
-    return Prepared(type(model).__name__, model if _is_meta(model) else model.to(device), from_spec=False)
-
-
-def _is_meta(module: Any) -> bool:
-    return any(t.is_meta for t in module.parameters()) or any(t.is_meta for t in module.buffers())
+    return Prepared(type(model).__name__, model if on_meta(model) else model.to(device), from_spec=False)

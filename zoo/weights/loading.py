@@ -414,14 +414,11 @@ def _cast_like(state_dict: dict, expected: dict) -> dict:
     """`state_dict` with each floating tensor in the dtype of the model's own (its `_metadata` kept)."""
     import torch
 
-    cast = type(state_dict)(state_dict)
-    for key, value in state_dict.items():
-        own = expected.get(key)
+    def like(value, own):
         if not (isinstance(value, torch.Tensor) and isinstance(own, torch.Tensor)):
-            continue  # a packed parameter (quantized modules), or a key the model lacks
-        if value.is_floating_point() and own.is_floating_point() and value.dtype != own.dtype:
-            cast[key] = value.to(own.dtype)
-    metadata = getattr(state_dict, "_metadata", None)
-    if metadata is not None:
-        cast._metadata = metadata  # type: ignore[attr-defined] - module versions some loaders read (MNASNet's)
-    return cast
+            return value  # a packed parameter (quantized modules), or a key the model lacks
+        floating = value.is_floating_point() and own.is_floating_point()
+        return value.to(own.dtype) if floating and value.dtype != own.dtype else value
+
+    cast = {key: like(value, expected.get(key)) for key, value in state_dict.items()}
+    return with_metadata(cast, getattr(state_dict, "_metadata", None))
