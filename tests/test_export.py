@@ -583,6 +583,35 @@ def test_a_model_with_few_tensor_bytes_is_under_the_limit_without_being_sized():
     assert not simplify.over_protobuf_limit(_Huge(_graph_with(initializer_bytes=4000)))  # ByteSize never called
 
 
+PLACES = ("initializer", "constant", "subgraph initializer", "subgraph constant")
+
+
+@given(st.lists(st.tuples(st.sampled_from(PLACES), st.integers(100, 3000)), max_size=12))
+@settings(max_examples=100, deadline=None)
+def test_tensor_bytes_counts_every_tensor_wherever_it_sits(tensors):
+    """What the 2 GB check skips sizing rests on: a model's serialized size is its tensor bytes plus a small
+    graph. A tensor that `tensor_bytes` missed (an If branch's Constant, say) would show as the difference."""
+    from zoo.exporting.simplify import tensor_bytes
+
+    helper, numpy_helper = onnx.helper, onnx.numpy_helper
+    graphs = {"": ([], []), "subgraph ": ([], [])}
+    for n, (place, floats) in enumerate(tensors):
+        where, kind = place.rsplit(" ", 1) if " " in place else ("", place)
+        nodes, initializers = graphs[where + " " if where else ""]
+        value = numpy_helper.from_array(np.full(floats, n, np.float32), f"t{n}")
+        if kind == "initializer":
+            initializers.append(value)
+        else:
+            nodes.append(helper.make_node("Constant", [], [f"t{n}"], value=value))
+    body = helper.make_graph(graphs["subgraph "][0], "then", [], [], initializer=graphs["subgraph "][1])
+    branch = helper.make_node("If", ["cond"], [], then_branch=body, else_branch=helper.make_graph([], "e", [], []))
+    main = helper.make_graph([*graphs[""][0], branch], "main", [], [], initializer=graphs[""][1])
+    proto = helper.make_model(main)
+    counted = tensor_bytes(proto)
+    assert counted == sum(4 * floats for _, floats in tensors)
+    assert 0 <= proto.ByteSize() - counted < 64 * len(tensors) + 256  # names, dims and node wrappers only
+
+
 BIG = """
 import torch
 from torch import nn

@@ -8,6 +8,8 @@ import argparse
 import pytest
 import torch
 import torchvision
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from zoo.cli.app import app
@@ -236,3 +238,36 @@ def test_an_unknown_wrapper_prefix_is_looked_past_when_identifying(raw):
     assert ("torchvision:resnet18", "fits") in [(f.model, f.verdict) for f in fits]
     assert all(f.via == "without the prefix net.encoder. every key has" for f in fits)
     assert find_fitting_models({f"net.{k}": v for k, v in raw.items() if k.startswith("layer1.")}) == []
+
+
+ENTRY_KINDS = ("tensor", "dtype", "packed", "packed without bias", "int", "string", "tuple of ints", "empty tuple")
+
+
+def _entry(kind: str, n: int):
+    weight = torch.full((2, 2), float(n))
+    return {
+        "tensor": weight,
+        "dtype": torch.qint8,
+        "packed": (weight, torch.zeros(2)),
+        "packed without bias": (weight, None),
+        "int": n,
+        "string": f"epoch {n}",
+        "tuple of ints": (n, n + 1),
+        "empty tuple": (),
+    }[kind]
+
+
+@given(st.lists(st.sampled_from(ENTRY_KINDS), min_size=1, max_size=10), st.booleans())
+@settings(max_examples=100, deadline=None)
+def test_packed_parameters_are_kept_apart_and_everything_else_that_is_not_a_tensor_dropped(kinds, wrapped):
+    """A quantized module's dtype and (weight, bias) entries go back to load_state_dict; ints, strings and
+    other tuples do not, and the steps count what was dropped."""
+    kinds = ["tensor", *kinds]  # a state dict holds at least one tensor
+    prefix = "module." if wrapped else ""
+    state = {f"{prefix}layer{n}.{kind.replace(' ', '_')}": _entry(kind, n) for n, kind in enumerate(kinds)}
+    found = unwrap(state, "generated.pth")
+    packing = {"dtype", "packed", "packed without bias"}
+    assert list(found.state_dict) == [f"layer{n}.{k.replace(' ', '_')}" for n, k in enumerate(kinds) if k == "tensor"]
+    assert list(found.packed) == [f"layer{n}.{k.replace(' ', '_')}" for n, k in enumerate(kinds) if k in packing]
+    dropped = sum(k not in packing | {"tensor"} for k in kinds)
+    assert any(f"dropped {dropped} non-tensor" in step for step in found.steps) == bool(dropped)
