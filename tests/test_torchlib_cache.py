@@ -60,3 +60,37 @@ def test_exports_in_one_process_build_the_registry_once_and_export_the_same_grap
     ops = [[n.op_type for n in g.graph.node] for g in graphs]
     assert ops[0] == ops[1] == ops[2] == [n.op_type for n in plain.model_proto.graph.node]
     onnx.checker.check_model(graphs[-1])
+
+
+def test_warm_builds_the_registry_that_the_next_export_uses(monkeypatch):
+    """warm() must build under the key an export asks for (torch asks with opset_version=20, not bare)."""
+    monkeypatch.setattr(torchlib_cache, "_built", {})
+    original = vars(_registration.ONNXRegistry)["from_torchlib"]
+    builds = []
+
+    def counting(cls, *args, **kwargs):
+        builds.append((args, kwargs))
+        return original.__func__(cls, *args, **kwargs)
+
+    monkeypatch.setattr(_registration.ONNXRegistry, "from_torchlib", classmethod(counting))
+    torchlib_cache.warm()
+    assert len(builds) == 1
+    export_module(Small().eval(), spec(), "dynamo")
+    assert len(builds) == 1, f"the export built its own registry: {builds[1:]}"
+    asked = spec()
+    asked.opset = 21
+    torchlib_cache.warm(21)
+    export_module(Small().eval(), asked, "dynamo")
+    assert [kwargs.get("opset_version") for _, kwargs in builds] == [20, 21]
+
+
+def test_calls_that_bind_to_the_same_arguments_share_one_registry(monkeypatch):
+    monkeypatch.setattr(torchlib_cache, "_built", {})
+    with torchlib_cache.reused_registry():
+        default = _registration.ONNXRegistry.from_torchlib()
+        named = _registration.ONNXRegistry.from_torchlib(opset_version=default.opset_version)
+        positional = _registration.ONNXRegistry.from_torchlib(default.opset_version)
+        other = _registration.ONNXRegistry.from_torchlib(opset_version=default.opset_version + 2)
+    assert len(torchlib_cache._built) == 2
+    assert named.opset_version == positional.opset_version == default.opset_version
+    assert other.opset_version == default.opset_version + 2

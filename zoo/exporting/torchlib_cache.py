@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +24,15 @@ def _registration():
         return None
     registry = getattr(_registration, "ONNXRegistry", None)
     return _registration if registry is not None and hasattr(registry, "from_torchlib") else None
+
+
+def _key(signature: inspect.Signature, klass: type, args: tuple, kwargs: dict) -> tuple:
+    """One key per registry: `from_torchlib()`, `(20)` and `(opset_version=20)` bind to the same arguments."""
+    call = signature.bind(klass, *args, **kwargs)
+    call.apply_defaults()
+    key = (klass, *call.args[1:], *sorted(call.kwargs.items()))
+    hash(key)
+    return key
 
 
 def _copy(registry):
@@ -41,9 +51,13 @@ def reused_registry() -> Iterator[None]:
     cls = module.ONNXRegistry
     original = cls.__dict__["from_torchlib"]  # the classmethod object, restored as it was
     build = original.__func__
+    signature = inspect.signature(build)
 
     def cached(klass, *args, **kwargs):
-        key = (klass, args, tuple(sorted(kwargs.items())))
+        try:
+            key = _key(signature, klass, args, kwargs)
+        except TypeError:  # a call torch does not take (its own error follows), or unhashable arguments
+            return build(klass, *args, **kwargs)
         registry = _built.get(key)
         if registry is None:
             registry = _built[key] = build(klass, *args, **kwargs)
@@ -58,9 +72,18 @@ def reused_registry() -> Iterator[None]:
         cls.from_torchlib = original
 
 
-def warm() -> None:
-    """Build the default registry now (a convert worker does this once, before its first model)."""
+def warm(opset: int | None = None) -> None:
+    """Build now the registry a dynamo export at `opset` (torch's default when None) will ask for.
+
+    torch asks for `max(opset, TORCHLIB_OPSET)`; a convert worker does this once, before its first model.
+    """
     module = _registration()
-    if module is not None:
-        with reused_registry():
-            module.ONNXRegistry.from_torchlib()
+    if module is None:
+        return
+    from torch.onnx import _constants as onnx_constants
+    from torch.onnx._internal.exporter import _constants
+
+    requested = opset or getattr(onnx_constants, "ONNX_DEFAULT_OPSET", 0)
+    floor = getattr(_constants, "TORCHLIB_OPSET", 0)
+    with reused_registry():
+        module.ONNXRegistry.from_torchlib(opset_version=max(requested, floor))
