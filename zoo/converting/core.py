@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoo.converting import manifest, planning
+from zoo.converting import durations, manifest, planning
 from zoo.converting.executors import Events, ExecutorSettings, NoEvents, create
 from zoo.converting.options import ExportOptions
 from zoo.converting.pool import RECYCLE_AFTER, RECYCLE_RSS
@@ -86,7 +86,8 @@ def convert(
     which is replaced. A worker is retired after `recycle_after` models (None: 25) or once its resident memory
     is past `recycle_memory` GB (None: 4, 0: never). Appends a row per model to DIR/manifest.jsonl as each finishes;
     `resume` skips models whose output and inputs are unchanged; `retry_failed` converts only the models
-    whose latest row is a failure. The reports (DIR/report.md, report.html) count each task family.
+    whose latest row is a failure. Models are dispatched longest first by their last run's time where zoo
+    knows it (zoo.converting.durations). The reports (DIR/report.md, report.html) count each task family.
     """
     from zoo.converting import worker
 
@@ -122,6 +123,7 @@ def convert(
         max_memory=cap,
         threads=threads,
     )
+    plan.tasks = durations.longest_first(plan.tasks, durations.load())
     if on_plan is not None:
         on_plan(plan)
     result = ConvertResult(directory, [], plan.up_to_date, plan.not_retried, len(plan.tasks), jobs, threads, executor)
@@ -150,6 +152,7 @@ def convert(
         result.interrupted = True
         raise
     finally:
+        durations.record(result.rows, plan.tasks)
         latest = manifest.read_latest(directory)
         result.reports = write_reports(directory, [latest[name] for name in sorted(latest)])
     return result
