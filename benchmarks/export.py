@@ -93,7 +93,7 @@ def whole_process(name: str, weights: Path, folder: Path, repeat: int) -> tuple[
         )
         zoo.append(seconds)
         reports.append(json.loads(stdout))
-    median_run = sorted(range(repeat), key=zoo.__getitem__)[repeat // 2]
+    median_run = zoo.index(statistics.median_low(zoo))  # a run that happened, even when `repeat` is even
     report = reports[median_run]
     return bare, zoo, report, zoo[median_run] - report["seconds"]["total"]
 

@@ -1,8 +1,11 @@
-"""Shared fixtures: every test gets its own ZOO_HOME and a fresh plugin set without entry points."""
+"""Shared fixtures: every test gets its own ZOO_HOME and a fresh plugin set without entry points; `convtest`
+for the batch-conversion tests."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -16,6 +19,7 @@ SLOW_FACTOR = 20
 _QUIET = {"database": None, "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]}
 settings.register_profile("default", settings(**_QUIET))
 settings.register_profile("slow", settings(max_examples=100 * SLOW_FACTOR, deadline=None, **_QUIET))
+TESTS = Path(__file__).resolve().parent
 PROFILE = os.environ.get("ZOO_HYPOTHESIS_PROFILE", "default")
 settings.load_profile(PROFILE)
 
@@ -63,3 +67,28 @@ def add_plugin():
     for name in added:
         plugins.get_plugins().unregister(name)
     catalogues.reset()
+
+
+@pytest.fixture
+def convtest(monkeypatch, tmp_path):
+    """The convtest plugin in this process and in workers, with a real checkpoint for tiny_a on file://."""
+    import torch
+
+    monkeypatch.syspath_prepend(str(TESTS))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("ZOO_PLUGINS", "convert_models")
+    import convert_models
+
+    torch.manual_seed(0)
+    model = convert_models.build(convert_models_entry("tiny_a"))
+    weights = tmp_path / "tiny_a-test.pth"
+    torch.save(model.state_dict(), weights)
+    monkeypatch.setenv("CONVERT_TEST_WEIGHTS_URL", weights.as_uri())
+    plugins.reset()
+    return hashlib.sha256(weights.read_bytes()).hexdigest()
+
+
+def convert_models_entry(name):
+    from zoo import ModelEntry
+
+    return ModelEntry(name=name, family="convtest", builder=f"convert_models:{name}")

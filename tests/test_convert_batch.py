@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -13,38 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from zoo import plugins
 from zoo.converting import ExportOptions, convert, manifest
 from zoo.converting.rows import comparable
 
-TESTS = Path(__file__).resolve().parent
 ZOO = [sys.executable, "-m", "zoo"]
 SMALL = ["--input", "1x3x32x32"]
-
-
-@pytest.fixture
-def convtest(monkeypatch, tmp_path):
-    """The convtest plugin in this process and in workers, with a real checkpoint for tiny_a on file://."""
-    import torch
-
-    monkeypatch.syspath_prepend(str(TESTS))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
-    monkeypatch.setenv("ZOO_PLUGINS", "convert_models")
-    import convert_models
-
-    torch.manual_seed(0)
-    model = convert_models.build(convert_models_entry("tiny_a"))
-    weights = tmp_path / "tiny_a-test.pth"
-    torch.save(model.state_dict(), weights)
-    monkeypatch.setenv("CONVERT_TEST_WEIGHTS_URL", weights.as_uri())
-    plugins.reset()
-    return hashlib.sha256(weights.read_bytes()).hexdigest()
-
-
-def convert_models_entry(name):
-    from zoo import ModelEntry
-
-    return ModelEntry(name=name, family="convtest", builder=f"convert_models:{name}")
 
 
 def run_zoo(*args, timeout=300):

@@ -8,7 +8,6 @@ from itertools import pairwise
 
 from hypothesis import given
 from hypothesis import strategies as st
-from test_convert_batch import convtest  # noqa: F401 - the fixture: the convtest plugin and its tiny models
 
 from zoo.converting import ExportOptions, convert, durations
 from zoo.converting.planning import ConvertTask
@@ -107,7 +106,7 @@ def test_a_home_that_cannot_be_written_changes_only_the_order(tmp_path):
     assert durations.load(home / "d.json") == {}
 
 
-def test_a_second_batch_dispatches_the_model_that_took_longest_first(convtest, tmp_path):  # noqa: F811
+def test_a_second_batch_dispatches_the_model_that_took_longest_first(convtest, tmp_path):
     options = ExportOptions(weights="none", input_shape=(1, 3, 16, 16), verify=False)
     first = convert(["convtest:tiny_*"], tmp_path / "one", options=options, jobs=1, timeout=120)
     names = [row["name"] for row in first.rows]  # one job: rows in dispatch order

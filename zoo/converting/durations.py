@@ -58,7 +58,11 @@ def longest_first(tasks: Sequence[ConvertTask], known: Mapping[str, float]) -> l
 
 
 def record(rows: Iterable[Mapping[str, Any]], tasks: Sequence[ConvertTask], path: Path | None = None) -> None:
-    """Merge each row's `wall_seconds` into the file, under its task's key (rows of other names are ignored)."""
+    """Merge each row's `wall_seconds` into the file, under its task's key (rows of other names are ignored).
+
+    The file is read again here, not reused from the start of the batch: a batch that ended meanwhile keeps
+    its entries.
+    """
     path = path or durations_path()
     by_name = {task.name: task for task in tasks}
     fresh = {

@@ -31,7 +31,7 @@ def _key(signature: inspect.Signature, klass: type, args: tuple, kwargs: dict) -
     call = signature.bind(klass, *args, **kwargs)
     call.apply_defaults()
     key = (klass, *call.args[1:], *sorted(call.kwargs.items()))
-    hash(key)
+    hash(key)  # an unhashable argument raises TypeError here, where the caller falls back to torch's build
     return key
 
 
